@@ -1,0 +1,126 @@
+"""``config.json`` (SPEC §3): validated once, with errors that name the model and the key."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from .config import (
+    ModelConfig,
+    parse_batch,
+    parse_layout,
+    parse_layout_obj,
+    parse_plugin_config,
+    parse_policy,
+    parse_shape,
+    parse_shape_obj,
+)
+from .errors import StartupError
+
+log = logging.getLogger(__name__)
+_MODEL_KEYS = {"name", "base_path", "batch_size", "shape", "layout", "model_version_policy", "nireq",
+               "target_device", "plugin_config", "shape_variants"}
+_TOP_KEYS = {"model_config_list", "monitoring"}
+
+
+def load_config_file(path: Path, shape_variants: int) -> tuple[tuple[ModelConfig, ...], bool]:
+    """Models of the file and whether it enables metrics."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise StartupError(f"Cannot read config file {path}: {exc.strerror}") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StartupError(f"Config file {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    return parse_config(obj, path.resolve().parent, shape_variants)
+
+
+def parse_config(obj: object, base: Path, shape_variants: int) -> tuple[tuple[ModelConfig, ...], bool]:
+    """Validate a parsed config document; relative base paths are taken from ``base``."""
+    if not isinstance(obj, dict):
+        raise StartupError("Config file must hold a JSON object")
+    unknown = set(obj) - _TOP_KEYS
+    if unknown:
+        raise StartupError(f"Config file has unknown key '{sorted(unknown)[0]}'")
+    entries = obj.get("model_config_list", [])
+    if not isinstance(entries, list):
+        raise StartupError("model_config_list must be a list")
+    models: list[ModelConfig] = []
+    names: set[str] = set()
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or set(entry) != {"config"} or not isinstance(entry["config"], dict):
+            raise StartupError(f"model_config_list[{i}] must be {{\"config\": {{...}}}}")
+        cfg = _model(entry["config"], i, base, shape_variants)
+        if cfg.name in names:
+            log.error("Duplicate model name %s in config: the first entry is kept", cfg.name)
+            continue
+        names.add(cfg.name)
+        models.append(cfg)
+    return tuple(models), _metrics(obj.get("monitoring"))
+
+
+def _metrics(mon: object) -> bool:
+    if mon is None:
+        return False
+    if not isinstance(mon, dict) or set(mon) - {"metrics"}:
+        raise StartupError("monitoring must be {\"metrics\": {\"enable\": true}}")
+    m = mon.get("metrics", {})
+    if not isinstance(m, dict) or set(m) - {"enable", "metrics_list"}:
+        raise StartupError("monitoring.metrics must be {\"enable\": true}")
+    enable = m.get("enable", False)
+    if not isinstance(enable, bool):
+        raise StartupError("monitoring.metrics.enable must be true or false")
+    return enable
+
+
+def _model(c: dict[str, object], i: int, base: Path, shape_variants: int) -> ModelConfig:
+    name = c.get("name")
+    who = f"model '{name}'" if isinstance(name, str) else f"model_config_list[{i}]"
+    unknown = set(c) - _MODEL_KEYS
+    if unknown:
+        raise StartupError(f"Config of {who} has unknown key '{sorted(unknown)[0]}'")
+    if not isinstance(name, str) or not name:
+        raise StartupError(f"Config of {who}: 'name' must be a non-empty string")
+    bp = c.get("base_path")
+    if not isinstance(bp, str) or not bp:
+        raise StartupError(f"Config of {who}: 'base_path' must be a non-empty string")
+    path = Path(bp)
+    if ".." in path.parts:
+        raise StartupError(f"Config of {who}: 'base_path' must not contain '..'")
+    path = path if path.is_absolute() else base / path
+
+    def typed(key: str, kind: type | tuple[type, ...]) -> object:
+        v = c.get(key)
+        if v is not None and (not isinstance(v, kind) or isinstance(v, bool) and kind is int):
+            raise StartupError(f"Config of {who}: '{key}' has the wrong type")
+        return v
+
+    try:
+        batch = typed("batch_size", (str, int))
+        shape = typed("shape", (str, dict))
+        layout = typed("layout", (str, dict))
+        nireq = typed("nireq", int)
+        variants = typed("shape_variants", int)
+        device = typed("target_device", str)
+        policy = typed("model_version_policy", dict)
+        plugin = typed("plugin_config", (dict, str))
+        return ModelConfig(
+            name=name, base_path=path.resolve(),
+            batch=parse_batch(str(batch)) if batch is not None else None,
+            shape=(parse_shape_obj(shape) if isinstance(shape, dict) else parse_shape(str(shape)))
+            if shape is not None else None,
+            layout=(parse_layout_obj(layout) if isinstance(layout, dict) else parse_layout(str(layout)))
+            if layout is not None else None,
+            version_policy=parse_policy(policy) if policy is not None
+            else parse_policy({"latest": {"num_versions": 1}}),
+            nireq=int(nireq) if isinstance(nireq, int) else 0,
+            target_device=device if isinstance(device, str) else "CPU",
+            plugin_config=parse_plugin_config(plugin) if plugin is not None else {},
+            shape_variants=int(variants) if isinstance(variants, int) else shape_variants,
+        )
+    except StartupError as exc:
+        if str(exc).startswith("Config of"):
+            raise
+        raise StartupError(f"Config of {who}: {exc}") from None

@@ -1,0 +1,96 @@
+"""The one business API that the gRPC and REST layers call (TFS and KServe alike)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from . import __version__
+from .errors import StatusCode, VinoserveError
+from .manager.manager import ModelManager
+from .metrics import Metrics
+from .types import InferRequest, InferResponse, ModelMetadata, VersionState, VersionStatus
+
+log = logging.getLogger(__name__)
+
+
+class DataPlane:
+    """Live/ready, metadata, status, inference and config reload over the model manager."""
+
+    def __init__(self, manager: ModelManager, metrics: Metrics, max_request_bytes: int) -> None:
+        self.manager = manager
+        self.metrics = metrics
+        self.max_request_bytes = max_request_bytes
+
+    # -- server -----------------------------------------------------------------------------
+    def live(self) -> bool:
+        """The process is up and answering."""
+        return True
+
+    def ready(self) -> bool:
+        """Every configured model finished its first load attempt."""
+        return self.manager.ready
+
+    def server_metadata(self) -> dict[str, object]:
+        """KServe ServerMetadata: name, version, extensions."""
+        return {"name": "vinoserve", "version": __version__, "extensions": []}
+
+    # -- models -----------------------------------------------------------------------------
+    def model_status(self, name: str, version: int | None = None) -> list[VersionStatus]:
+        """Status of one version, or of all versions when ``version`` is None."""
+        return self.manager.status(name, version)
+
+    def model_metadata(self, name: str, version: int | None = None) -> ModelMetadata:
+        """I/O of the requested (or default) version, as currently compiled."""
+        return self.manager.get_version(name, version).metadata()
+
+    def model_ready(self, name: str, version: int | None = None) -> bool:
+        """Whether that version is AVAILABLE; unknown model/version raise NOT_FOUND."""
+        try:
+            v = self.manager.get_version(name, version)
+        except VinoserveError as exc:
+            if exc.code in (StatusCode.VERSION_NOT_LOADED, StatusCode.VERSION_RETIRED):
+                return False
+            raise
+        return v.state == VersionState.AVAILABLE
+
+    def config_status(self) -> dict[str, list[VersionStatus]]:
+        """Status of every model, by name (``GET /v1/config``)."""
+        return self.manager.all_status()
+
+    async def reload_config(self) -> tuple[bool, dict[str, list[VersionStatus]]]:
+        """Re-read the config and repository now; returns (anything changed, status map)."""
+        changed = await self.manager.reload()
+        return changed, self.manager.all_status()
+
+    # -- inference --------------------------------------------------------------------------
+    async def infer(self, request: InferRequest) -> InferResponse:
+        """Run one request on the requested (or default) version, counting it in the metrics."""
+        m = self.metrics
+        start = time.perf_counter()
+        version_label = str(request.model_version or 0)
+        try:
+            mv = self.manager.get_version(request.model_name, request.model_version)
+            version_label = str(mv.version)
+            gauge = m.current_requests.labels(mv.name, version_label)
+            gauge.inc()
+            try:
+                outputs = await mv.infer(request.inputs, request.requested_outputs)
+            finally:
+                gauge.dec()
+        except VinoserveError:
+            m.requests_fail.labels(
+                request.model_name, version_label, request.api, request.interface, "infer"
+            ).inc()
+            raise
+        except Exception as exc:  # anything unexpected becomes INTERNAL; the server stays up
+            log.exception("inference failed on %s", request.model_name)
+            m.requests_fail.labels(
+                request.model_name, version_label, request.api, request.interface, "infer"
+            ).inc()
+            raise VinoserveError(StatusCode.INTERNAL) from exc
+        m.requests_success.labels(mv.name, version_label, request.api, request.interface, "infer").inc()
+        m.request_time.labels(mv.name, version_label, request.api, request.interface).observe(
+            time.perf_counter() - start
+        )
+        return InferResponse(mv.name, mv.version, outputs, request.id)

@@ -1,0 +1,189 @@
+"""One model version: load, validate requests against what it accepts, infer, retire."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import Executor
+
+import numpy as np
+
+from ..config import ModelConfig
+from ..errors import StatusCode, VinoserveError
+from ..metrics import Metrics
+from ..runtime.openvino import CompiledVariant, Runtime, SourceModel
+from ..scheduling.variants import VariantCache, VariantKey
+from ..types import ModelMetadata, Shape, TensorSpec, VersionState, VersionStatus
+from .repository import Mapping, find_model_file, read_mapping
+from .setup import InputRule, plan_inputs
+from .validate import check_request
+
+log = logging.getLogger(__name__)
+# A request may wait this long in line beyond the infer requests in flight before it is refused.
+MAX_WAITING = 4096
+
+
+class ModelVersion:
+    """A version of a model; ``state`` follows SPEC §2."""
+
+    def __init__(self, config: ModelConfig, version: int, runtime: Runtime, metrics: Metrics,
+                 executor: Executor) -> None:
+        self.config = config
+        self.name = config.name
+        self.version = version
+        self.path = config.base_path / str(version)
+        self.state = VersionState.START
+        self.error = ""
+        self._runtime = runtime
+        self._metrics = metrics
+        self._executor = executor
+        self._labels = (self.name, str(version))
+        self._source: SourceModel | None = None
+        self._base: CompiledVariant | None = None
+        self._cache: VariantCache | None = None
+        self._rules: dict[str, InputRule] = {}  # by real input name
+        self._mapping = Mapping({}, {})
+        self._alias_in: dict[str, str] = {}  # alias -> real
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def status(self) -> VersionStatus:
+        """State and load error."""
+        return VersionStatus(self.version, self.state, self.error)
+
+    async def load(self) -> None:
+        """Read, set layouts and shapes, compile; on failure stay LOADING with the error (as OVMS)."""
+        self.state = VersionState.LOADING
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._load_blocking)
+        except VinoserveError as exc:
+            self.error = exc.details or exc.text
+        except Exception as exc:  # a broken model must not stop the server
+            log.exception("loading model %s version %s failed", self.name, self.version)
+            self.error = str(exc) or type(exc).__name__
+        else:
+            self.state = VersionState.AVAILABLE
+            log.info("Model %s version %s is AVAILABLE", self.name, self.version)
+            return
+        log.error("Model %s version %s failed to load: %s", self.name, self.version, self.error)
+
+    def _load_blocking(self) -> None:
+        if ".." in self.path.parts:
+            raise VinoserveError(StatusCode.INTERNAL, "Path with '..' is not allowed")
+        file = find_model_file(self.path)
+        if file is None:
+            raise VinoserveError(StatusCode.INTERNAL, "File not found or cannot open")
+        self._mapping = read_mapping(self.path)
+        source = self._runtime.read(file)
+        self._rules = plan_inputs(self.config, source, self._mapping)
+        self._alias_in = {self._mapping.inputs.get(n, n): n for n in self._rules}
+        self._source = source
+        cfg = self.config
+        if cfg.is_auto:
+            self._cache = VariantCache(cfg.shape_variants, self._compile_key, self._executor,
+                                       self._metrics, self._labels)
+            shapes = {p.name: p.shape for p in source.inputs}
+            if all(d.is_static for s in shapes.values() for d in s):
+                key = tuple(sorted((n, tuple(d.lo for d in s)) for n, s in shapes.items()))
+                self._cache.put(key, source.compile(None, cfg.target_device, cfg.plugin_config, cfg.nireq))
+        else:
+            self._base = source.compile(None, cfg.target_device, cfg.plugin_config, cfg.nireq)
+
+    def _compile_key(self, key: VariantKey) -> CompiledVariant:
+        assert self._source is not None
+        cfg = self.config
+        shapes = {n: tuple(self._rules[n].compile_dims(s)) for n, s in key}
+        return self._source.compile(shapes, cfg.target_device, cfg.plugin_config, cfg.nireq)
+
+    async def retire(self) -> None:
+        """UNLOADING until in-flight requests finish, then END; compiled models are released."""
+        self.state = VersionState.UNLOADING
+        await self._idle.wait()
+        self._base = None
+        if self._cache is not None:
+            self._cache.clear()
+        self._source = None
+        self.state = VersionState.END
+
+    # -- serving -----------------------------------------------------------------------------
+    def metadata(self) -> ModelMetadata:
+        """Inputs and outputs of the variant most recently used (client-visible names)."""
+        variant = self._base or (self._cache.last_used if self._cache else None)
+        if variant is None:
+            assert self._source is not None
+            ins, outs = self._source.inputs, self._source.outputs
+        else:
+            ins, outs = variant.inputs, variant.outputs
+        return ModelMetadata(
+            self.name, self.version,
+            tuple(TensorSpec(self._mapping.inputs.get(p.name, p.name), p.precision,
+                             self._shown_shape(p.name, p.shape), self._rules[p.name].layout) for p in ins),
+            tuple(TensorSpec(self._mapping.outputs.get(p.name, p.name), p.precision, p.shape) for p in outs),
+        )
+
+    def _shown_shape(self, name: str, shape: Shape) -> Shape:
+        return shape
+
+    async def infer(self, inputs: dict[str, np.ndarray],
+                    requested: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Validate, pick (or compile) the variant, run, and name the outputs for the client."""
+        if self.state != VersionState.AVAILABLE:
+            code = StatusCode.VERSION_RETIRED if self.state >= VersionState.UNLOADING else \
+                StatusCode.VERSION_NOT_LOADED
+            raise VinoserveError(code)
+        if self._inflight >= MAX_WAITING:
+            raise VinoserveError(StatusCode.OVERLOADED, f"more than {MAX_WAITING} requests in progress "
+                                 f"for model {self.name} version {self.version}")
+        real = check_request(inputs, self._rules, self._alias_in, self._current_shapes())
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            outs = await self._run(real)
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
+        named = {self._mapping.outputs.get(n, n): a for n, a in outs.items()}
+        if requested:
+            missing = [r for r in requested if r not in named]
+            if missing:
+                raise VinoserveError(StatusCode.INVALID_ARGUMENT, f"Invalid output name: {missing[0]}")
+            named = {r: named[r] for r in requested}
+        return named
+
+    async def _run(self, real: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if any(a.shape and a.shape[self._rules[n].batch_index] == 0 for n, a in real.items()
+               if self._rules[n].batch_index < a.ndim):
+            return self._empty_outputs()
+        if self._base is not None:
+            return await self._timed(self._base, real)
+        assert self._cache is not None
+        key = tuple(sorted((n, self._rules[n].key_dims(a.shape)) for n, a in real.items()))
+        cause = "request " + " ".join(f"{n}{a.shape}".replace(" ", "") for n, a in sorted(real.items()))
+        async with self._cache.use(key, cause) as variant:
+            return await self._timed(variant, real)
+
+    async def _timed(self, variant: CompiledVariant, real: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs, waited, took = await variant.infer(real)
+        self._metrics.wait_for_infer_req_time.labels(*self._labels).observe(waited)
+        self._metrics.inference_time.labels(*self._labels).observe(took)
+        return outs
+
+    def _current_shapes(self) -> dict[str, Shape]:
+        variant = self._base or (self._cache.last_used if self._cache else None)
+        if variant is not None:
+            return {p.name: p.shape for p in variant.inputs}
+        assert self._source is not None
+        return {p.name: p.shape for p in self._source.inputs}
+
+    def _empty_outputs(self) -> dict[str, np.ndarray]:
+        """Batch 0: an empty batch of every output, without running the model."""
+        variant = self._base or (self._cache.last_used if self._cache else None)
+        ports = variant.outputs if variant is not None else (self._source.outputs if self._source else [])
+        out = {}
+        for p in ports:
+            dims = [0] + [d.lo if d.is_static else 0 for d in p.shape[1:]]
+            out[p.name] = np.zeros(dims[: len(p.shape)], dtype=p.precision.np_dtype)
+        return out

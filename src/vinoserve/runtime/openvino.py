@@ -1,0 +1,215 @@
+"""The only module that imports OpenVINO: read, reshape, compile and run models.
+
+OpenVINO exceptions are translated here, once, into :class:`VinoserveError`. Inference runs on
+OpenVINO's own threads (``start_async``) and completes an asyncio future, so the event loop never
+blocks on a model and up to ``nireq`` requests run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+from openvino.preprocess import PrePostProcessor
+
+from ..errors import StatusCode, VinoserveError
+from ..types import BY_NAME, Dim, Precision, Shape
+
+log = logging.getLogger(__name__)
+
+_OV_TO_PRECISION = {
+    "f32": "FP32", "f16": "FP16", "bf16": "BF16", "f64": "FP64", "i8": "I8", "u8": "U8", "i16": "I16",
+    "u16": "U16", "i32": "I32", "u32": "U32", "i64": "I64", "u64": "U64", "boolean": "BOOL",
+    "string": "STRING",
+}
+_PRECISION_TO_OV = {v: getattr(ov.Type, k) for k, v in _OV_TO_PRECISION.items()}
+# Requested shapes per input name; a Dim may be static, -1 or a range.
+ShapeMap = Mapping[str, Shape]
+_compile_lock = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    """An input or output of a model as OpenVINO describes it."""
+
+    name: str
+    precision: Precision
+    shape: Shape
+
+
+def _precision(t: ov.Type) -> Precision:
+    name = _OV_TO_PRECISION.get(t.get_type_name())
+    if name is None:
+        raise VinoserveError(StatusCode.INTERNAL, f"unsupported element type {t.get_type_name()}")
+    return BY_NAME[name]
+
+
+def _dims(ps: ov.PartialShape) -> Shape:
+    if ps.rank.is_dynamic:
+        raise VinoserveError(StatusCode.INTERNAL, "models with dynamic rank are not supported")
+    out = []
+    for d in ps:
+        if d.is_static:
+            out.append(Dim.static(d.get_length()))
+        elif d.get_max_length() == -1 and d.get_min_length() <= 0:
+            out.append(Dim.any())
+        else:
+            out.append(Dim(d.get_min_length(), d.get_max_length()))
+    return tuple(out)
+
+
+def _partial(shape: Shape) -> ov.PartialShape:
+    return ov.PartialShape(
+        [ov.Dimension(d.lo) if d.is_static else ov.Dimension(-1) if d.hi == -1 else ov.Dimension(d.lo, d.hi)
+         for d in shape]
+    )
+
+
+def _ports(outputs: list[ov.Output]) -> list[Port]:
+    return [Port(o.get_any_name(), _precision(o.get_element_type()), _dims(o.get_partial_shape()))
+            for o in outputs]
+
+
+class Runtime:
+    """One OpenVINO Core for the server. ``before_compile`` is a test seam (e.g. to slow compiles)."""
+
+    def __init__(self, cache_dir: str | None = None) -> None:
+        self.core = ov.Core()
+        if cache_dir:
+            self.core.set_property({"CACHE_DIR": cache_dir})
+        self.before_compile: Callable[[ShapeMap], None] | None = None
+
+    def read(self, path: Path) -> SourceModel:
+        """Read a model file (IR ``.xml``, ``.onnx``, ``.pdmodel``, saved-model dir, ``.tflite``)."""
+        try:
+            model = self.core.read_model(str(path))
+        except Exception as exc:
+            raise VinoserveError(StatusCode.INTERNAL, f"Cannot read model {path}: {exc}") from exc
+        return SourceModel(self, model)
+
+
+class SourceModel:
+    """A read model (not compiled) after layout changes; compiled variants are made from clones."""
+
+    def __init__(self, runtime: Runtime, model: ov.Model) -> None:
+        self.runtime = runtime
+        self.model = model
+
+    @property
+    def inputs(self) -> list[Port]:
+        """The model's inputs as currently shaped."""
+        return _ports(self.model.inputs)
+
+    @property
+    def outputs(self) -> list[Port]:
+        """The model's outputs as currently shaped."""
+        return _ports(self.model.outputs)
+
+    def set_layouts(self, layouts: Mapping[str, tuple[str, str]]) -> None:
+        """Per input (tensor layout, model layout); different layouts add a transpose in the graph."""
+        ppp = PrePostProcessor(self.model)
+        for name, (tensor, model) in layouts.items():
+            info = ppp.input(name)
+            info.model().set_layout(ov.Layout(model))
+            info.tensor().set_layout(ov.Layout(tensor))
+        try:
+            self.model = ppp.build()
+        except Exception as exc:
+            raise VinoserveError(StatusCode.INTERNAL, f"Cannot apply layout: {exc}") from exc
+
+    def reshape(self, shapes: ShapeMap) -> None:
+        """Reshape the source model itself (used for load-time fixed shapes)."""
+        try:
+            self.model.reshape({n: _partial(s) for n, s in shapes.items()})
+        except Exception as exc:
+            raise VinoserveError(StatusCode.RESHAPE_ERROR, str(exc).splitlines()[0][:300]) from exc
+
+    def compile(self, shapes: ShapeMap | None, device: str, config: Mapping[str, object],
+                nireq: int) -> CompiledVariant:
+        """Clone, reshape to ``shapes`` (if given) and compile; blocking, run it off the event loop."""
+        hook = self.runtime.before_compile
+        if hook is not None and shapes is not None:
+            hook(shapes)
+        with _compile_lock:  # cloning shares graph nodes; keep clones one at a time
+            model = self.model.clone() if shapes else self.model
+        if shapes:
+            try:
+                model.reshape({n: _partial(s) for n, s in shapes.items()})
+            except Exception as exc:
+                raise VinoserveError(StatusCode.RESHAPE_ERROR, str(exc).splitlines()[0][:300]) from exc
+        try:
+            compiled = self.runtime.core.compile_model(model, device, dict(config))
+        except Exception as exc:
+            code = StatusCode.RESHAPE_ERROR if shapes else StatusCode.INTERNAL
+            raise VinoserveError(code, str(exc).splitlines()[0][:300]) from exc
+        return CompiledVariant(compiled, nireq)
+
+
+class CompiledVariant:
+    """A compiled model with a pool of infer requests."""
+
+    def __init__(self, compiled: ov.CompiledModel, nireq: int) -> None:
+        self.compiled = compiled
+        if nireq <= 0:
+            # OpenVINO's optimum, but at least 2 so Python work overlaps with inference
+            nireq = max(int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")), 2)
+        self.nireq = nireq
+        self.inputs = _ports(compiled.inputs)
+        self.outputs = _ports(compiled.outputs)
+        self._input_types = {p.name: _PRECISION_TO_OV[p.precision.name] for p in self.inputs}
+        self._idle = [compiled.create_infer_request() for _ in range(nireq)]
+        self._waiters: asyncio.Queue[ov.InferRequest] | None = None
+        self._sem: asyncio.Semaphore | None = None
+
+    async def infer(self, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float, float]:
+        """Run once; returns (outputs by model name, seconds waited for a request, seconds inferring)."""
+        if self._sem is None:  # asyncio objects are made inside the running loop
+            self._sem = asyncio.Semaphore(self.nireq)
+        t0 = time.perf_counter()
+        async with self._sem:
+            req = self._idle.pop()
+            t1 = time.perf_counter()
+            try:
+                for name, arr in inputs.items():
+                    req.set_tensor(name, self._tensor(name, arr))
+                loop = asyncio.get_running_loop()
+                fut: asyncio.Future[None] = loop.create_future()
+
+                def done(_: object, fut: asyncio.Future[None] = fut) -> None:
+                    loop.call_soon_threadsafe(_resolve, fut)
+
+                req.set_callback(done, None)
+                req.start_async()
+                await asyncio.shield(fut)  # the request must finish before it goes back to the pool
+                req.wait()  # returns at once; raises if the inference itself failed
+                t2 = time.perf_counter()
+                outs = {p.name: np.array(req.get_tensor(p.name).data, copy=True) for p in self.outputs}
+            except VinoserveError:
+                raise
+            except Exception as exc:
+                raise VinoserveError(StatusCode.INTERNAL, str(exc).splitlines()[0][:300]) from exc
+            finally:
+                self._idle.append(req)
+        return outs, t1 - t0, t2 - t1
+
+    def _tensor(self, name: str, arr: np.ndarray) -> ov.Tensor:
+        t = self._input_types[name]
+        if t == ov.Type.bf16:
+            tensor = ov.Tensor(ov.Type.bf16, ov.Shape(list(arr.shape)))
+            np.copyto(tensor.data.view(np.uint16).reshape(arr.shape), arr.view(np.uint16))
+            return tensor
+        if t == ov.Type.string:
+            return ov.Tensor(np.asarray(arr, dtype=object).astype(bytes))
+        return ov.Tensor(np.ascontiguousarray(arr), shared_memory=True)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

@@ -1,0 +1,144 @@
+"""A bounded LRU cache of compiled shape variants of one model version (SPEC §7.1–7.3).
+
+A request for a shape already compiled is served at once. A request for a new shape starts one
+compile off the event loop; every request that needs the same shape awaits that one compile, while
+requests for other shapes keep being served. The least recently used *idle* variant is evicted when
+the cache holds more than its capacity; a variant in use is never evicted under a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from ..errors import StatusCode, VinoserveError
+from ..metrics import Metrics
+from ..runtime.openvino import CompiledVariant
+
+log = logging.getLogger(__name__)
+
+# One concrete shape per input, sorted by input name.
+VariantKey = tuple[tuple[str, tuple[int, ...]], ...]
+
+
+def describe(key: VariantKey) -> str:
+    """``a(8,3,224,224) b(8,10)`` for logs."""
+    return " ".join(f"{n}({','.join(map(str, s))})" for n, s in key)
+
+
+@dataclass(slots=True)
+class _Entry:
+    variant: CompiledVariant
+    users: int = 0
+
+
+class VariantCache:
+    """Compiled variants by key; ``compile`` is blocking and runs in ``executor``."""
+
+    def __init__(self, capacity: int, compile: Callable[[VariantKey], CompiledVariant], executor: Executor,
+                 metrics: Metrics, labels: tuple[str, str]) -> None:
+        self.capacity = max(1, capacity)
+        self._compile = compile
+        self._executor = executor
+        self._metrics = metrics
+        self._labels = labels
+        self._ready: OrderedDict[VariantKey, _Entry] = OrderedDict()
+        self._pending: dict[VariantKey, asyncio.Future[_Entry]] = {}
+        self.last_used: CompiledVariant | None = None
+
+    def __len__(self) -> int:
+        return len(self._ready)
+
+    def keys(self) -> list[VariantKey]:
+        """Resident variants, least recently used first."""
+        return list(self._ready)
+
+    def put(self, key: VariantKey, variant: CompiledVariant) -> None:
+        """Add a variant compiled elsewhere (at load or warm-up)."""
+        self._ready[key] = _Entry(variant)
+        self._ready.move_to_end(key)
+        self.last_used = variant
+        self._evict()
+
+    @asynccontextmanager
+    async def use(self, key: VariantKey, cause: str) -> AsyncIterator[CompiledVariant]:
+        """The variant for ``key``, compiled first if needed; held (not evictable) inside the block."""
+        entry = await self._get(key, cause)
+        entry.users += 1
+        self.last_used = entry.variant
+        try:
+            yield entry.variant
+        finally:
+            entry.users -= 1
+            if len(self._ready) > self.capacity:
+                self._evict()
+
+    async def _get(self, key: VariantKey, cause: str) -> _Entry:
+        entry = self._ready.get(key)
+        if entry is not None:
+            self._ready.move_to_end(key)
+            self._metrics.variant_hits.labels(*self._labels).inc()
+            return entry
+        self._metrics.variant_misses.labels(*self._labels).inc()
+        fut = self._pending.get(key)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            fut.add_done_callback(_consume)
+            self._pending[key] = fut
+            asyncio.get_running_loop().create_task(self._build(key, cause, fut))
+        # shield: a waiter whose client goes away must not cancel the compile others wait on
+        return await asyncio.shield(fut)
+
+    async def _build(self, key: VariantKey, cause: str, fut: asyncio.Future[_Entry]) -> None:
+        name, version = self._labels
+        log.info("Reshaping model %s version %s to %s (cause: %s)", name, version, describe(key), cause)
+        start = time.perf_counter()
+        try:
+            variant = await asyncio.get_running_loop().run_in_executor(self._executor, self._compile, key)
+        except BaseException as exc:
+            self._pending.pop(key, None)
+            self._metrics.reshape_failures.labels(*self._labels).inc()
+            err = exc if isinstance(exc, VinoserveError) else VinoserveError(StatusCode.INTERNAL, str(exc))
+            log.warning("Reshape of model %s version %s to %s failed: %s", name, version, describe(key), err)
+            fut.set_exception(err)
+            return
+        took = time.perf_counter() - start
+        self._metrics.reshapes.labels(name, version, cause.split(" ")[0]).inc()
+        self._metrics.reshape_time.labels(*self._labels).observe(took)
+        log.info("Reshaped model %s version %s to %s in %.3f s (cause: %s)", name, version, describe(key),
+                 took, cause)
+        entry = _Entry(variant)
+        self._ready[key] = entry
+        self._pending.pop(key, None)
+        fut.set_result(entry)
+        self._evict(keep=key)
+
+    def _evict(self, keep: VariantKey | None = None) -> None:
+        """Drop least recently used idle variants while over capacity."""
+        for key in list(self._ready):
+            if len(self._ready) <= self.capacity:
+                break
+            entry = self._ready[key]
+            if entry.users == 0 and key != keep:
+                del self._ready[key]
+                self._metrics.variant_evictions.labels(*self._labels).inc()
+                log.info("Evicted shape variant %s of model %s version %s", describe(key), *self._labels)
+        self._metrics.variants_resident.labels(*self._labels).set(len(self._ready))
+
+    def clear(self) -> None:
+        """Drop every variant (the version is retiring)."""
+        self._ready.clear()
+        self.last_used = None
+        self._metrics.variants_resident.labels(*self._labels).set(0)
+
+
+def _consume(fut: asyncio.Future[_Entry]) -> None:
+    # mark a failed compile's exception as retrieved even if every waiter went away
+    if not fut.cancelled():
+        fut.exception()

@@ -1,0 +1,89 @@
+"""Small models the tests build themselves (OpenVINO opset API and onnx.helper)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+from openvino import opset13 as ops
+
+
+def _save(model: ov.Model, base: Path, version: int = 1, name: str = "model") -> Path:
+    d = base / str(version)
+    d.mkdir(parents=True, exist_ok=True)
+    ov.save_model(model, str(d / f"{name}.xml"), compress_to_fp16=False)
+    return base
+
+
+def _named(node: ov.Node, name: str) -> ov.Output:
+    out = node.output(0)
+    out.get_tensor().set_names({name})
+    return out
+
+
+def affine_model(shape: list[int] | None = None, scale: float = 2.0, bias: float = 1.0,
+                 dtype: type = np.float32) -> ov.Model:
+    """y = x * scale + bias, input ``b`` (default [1,10]), output ``y``."""
+    shape = shape or [1, 10]
+    t = ov.Type.f32 if dtype == np.float32 else ov.Type(np.dtype(dtype))
+    x = ops.parameter(shape, t, name="b")
+    x.output(0).get_tensor().set_names({"b"})
+    y = ops.add(ops.multiply(x, ops.constant(np.array(scale, dtype=dtype))), ops.constant(np.array(bias, dtype=dtype)))
+    return ov.Model([_named(y, "y")], [x], "affine")
+
+
+def write_affine(base: Path, version: int = 1, **kw: object) -> Path:
+    """An IR of :func:`affine_model` in ``base/version``."""
+    return _save(affine_model(**kw), base, version)  # type: ignore[arg-type]
+
+
+def write_two_inputs(base: Path, version: int = 1) -> Path:
+    """IR with inputs ``a`` and ``b`` ([1,10] f32), outputs ``sum`` = a+b and ``diff`` = a-b."""
+    a = ops.parameter([1, 10], ov.Type.f32, name="a")
+    a.output(0).get_tensor().set_names({"a"})
+    b = ops.parameter([1, 10], ov.Type.f32, name="b")
+    b.output(0).get_tensor().set_names({"b"})
+    model = ov.Model([_named(ops.add(a, b), "sum"), _named(ops.subtract(a, b), "diff")], [a, b], "two")
+    return _save(model, base, version)
+
+
+def write_rigid(base: Path, version: int = 1) -> Path:
+    """IR [1,10] → reshape to a constant [1,2,5]: it cannot take any batch but 1."""
+    x = ops.parameter([1, 10], ov.Type.f32, name="b")
+    x.output(0).get_tensor().set_names({"b"})
+    r = ops.reshape(x, ops.constant(np.array([1, 2, 5], dtype=np.int64)), special_zero=False)
+    return _save(ov.Model([_named(r, "y")], [x], "rigid"), base, version)
+
+
+def write_cnn(base: Path, version: int = 1, size: int = 32, classes: int = 10, seed: int = 0) -> Path:
+    """A small NCHW classifier: conv → relu → global pool → matmul → softmax; input ``x`` [1,3,s,s]."""
+    rng = np.random.default_rng(seed)
+    x = ops.parameter([1, 3, size, size], ov.Type.f32, name="x")
+    x.output(0).get_tensor().set_names({"x"})
+    w = ops.constant(rng.standard_normal((8, 3, 3, 3)).astype(np.float32))
+    c = ops.relu(ops.convolution(x, w, [1, 1], [1, 1], [1, 1], [1, 1]))
+    p = ops.reduce_mean(c, ops.constant(np.array([2, 3], dtype=np.int64)), keep_dims=False)
+    fc = ops.matmul(p, ops.constant(rng.standard_normal((8, classes)).astype(np.float32)), False, False)
+    return _save(ov.Model([_named(ops.softmax(fc, 1), "probs")], [x], "cnn"), base, version)
+
+
+def write_onnx_affine(base: Path, version: int = 1, batch: int | str = 1) -> Path:
+    """ONNX model: y = x * 2 + 1 with input ``b`` [batch,10]."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["b", "two"], ["t"]), helper.make_node("Add", ["t", "one"], ["y"])],
+        "affine",
+        [helper.make_tensor_value_info("b", TensorProto.FLOAT, [batch, 10])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 10])],
+        [helper.make_tensor("two", TensorProto.FLOAT, [], [2.0]),
+         helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    d = base / str(version)
+    d.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(d / "model.onnx"))
+    return base

@@ -104,9 +104,10 @@ class VariantCache:
         except BaseException as exc:
             self._pending.pop(key, None)
             self._metrics.reshape_failures.labels(*self._labels).inc()
-            err = exc if isinstance(exc, VinoserveError) else VinoserveError(StatusCode.INTERNAL, str(exc))
-            log.warning("Reshape of model %s version %s to %s failed: %s", name, version, describe(key), err)
-            fut.set_exception(err)
+            log.warning("Reshape of model %s version %s to %s failed: %s", name, version, describe(key), exc)
+            # the client learns which shape failed; OpenVINO's own text stays in the log
+            code = exc.code if isinstance(exc, VinoserveError) else StatusCode.INTERNAL
+            fut.set_exception(VinoserveError(code, f"requested {describe(key)}"))
             return
         took = time.perf_counter() - start
         self._metrics.reshapes.labels(name, version, cause.split(" ")[0]).inc()

@@ -1,0 +1,122 @@
+"""The shape-variant cache on its own: one compile per new key, LRU of idle variants, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from vinoserve.errors import StatusCode, VinoserveError
+from vinoserve.metrics import Metrics
+from vinoserve.scheduling.variants import VariantCache, VariantKey
+
+
+def key(b: int) -> VariantKey:
+    return (("x", (b, 10)),)
+
+
+class Compiler:
+    """Stands in for the runtime's compile: records calls; a gate holds chosen keys."""
+
+    def __init__(self) -> None:
+        self.calls: list[VariantKey] = []
+        self.gates: dict[VariantKey, threading.Event] = {}
+
+    def __call__(self, k: VariantKey) -> Any:
+        self.calls.append(k)
+        gate = self.gates.get(k)
+        if gate is not None:
+            gate.wait(10)
+        if k[0][1][0] == 13:
+            raise VinoserveError(StatusCode.RESHAPE_ERROR, "cannot")
+        return f"variant{k[0][1][0]}"
+
+
+def make(capacity: int) -> tuple[VariantCache, Compiler, Metrics]:
+    comp, metrics = Compiler(), Metrics()
+    cache = VariantCache(capacity, comp, ThreadPoolExecutor(2), metrics, ("m", "1"))
+    return cache, comp, metrics
+
+
+def sample(metrics: Metrics, name: str) -> float:
+    return metrics.registry.get_sample_value(name, {"name": "m", "version": "1"}) or 0.0
+
+
+async def use(cache: VariantCache, b: int) -> Any:
+    async with cache.use(key(b), "test") as v:
+        return v
+
+
+def test_one_compile_for_concurrent_requests_and_hits() -> None:
+    async def go() -> None:
+        cache, comp, metrics = make(4)
+        got = await asyncio.gather(*(use(cache, 8) for _ in range(5)))
+        assert got == ["variant8"] * 5 and comp.calls == [key(8)]
+        assert await use(cache, 8) == "variant8" and comp.calls == [key(8)]
+        assert sample(metrics, "vinoserve_variant_cache_hits_total") == 1
+        assert sample(metrics, "vinoserve_variant_cache_misses_total") == 5
+    asyncio.run(go())
+
+
+def test_lru_eviction_keeps_recent_and_busy() -> None:
+    async def go() -> None:
+        cache, comp, metrics = make(2)
+        for b in (1, 2, 1, 3):  # 2 is least recently used when 3 arrives
+            await use(cache, b)
+        assert sorted(cache.keys()) == sorted([key(1), key(3)])
+        assert sample(metrics, "vinoserve_variant_cache_evictions_total") == 1
+        assert sample(metrics, "vinoserve_variants_resident") == 2
+        # a variant in use is not evicted under its request; it goes once idle
+        async with cache.use(key(1), "t"):
+            await use(cache, 4)
+            await use(cache, 5)
+            assert key(1) in cache.keys()
+        assert len(cache) == 2
+    asyncio.run(go())
+
+
+def test_other_shapes_served_while_one_compiles() -> None:
+    async def go() -> None:
+        cache, comp, _ = make(4)
+        await use(cache, 1)
+        comp.gates[key(8)] = threading.Event()
+        slow = asyncio.create_task(use(cache, 8))
+        await asyncio.sleep(0.05)
+        for _ in range(20):  # served at once while 8 is still compiling
+            assert await asyncio.wait_for(use(cache, 1), 1) == "variant1"
+        assert not slow.done()
+        comp.gates[key(8)].set()
+        assert await slow == "variant8"
+    asyncio.run(go())
+
+
+def test_failed_compile_fails_every_waiter_then_retries() -> None:
+    async def go() -> None:
+        cache, comp, metrics = make(4)
+        res = await asyncio.gather(*(use(cache, 13) for _ in range(3)), return_exceptions=True)
+        assert all(isinstance(r, VinoserveError) and r.code == StatusCode.RESHAPE_ERROR for r in res)
+        assert "requested x(13,10)" in str(res[0])
+        assert comp.calls == [key(13)] and len(cache) == 0
+        assert sample(metrics, "vinoserve_reshape_failures_total") == 1
+        with pytest.raises(VinoserveError):
+            await use(cache, 13)
+        assert len(comp.calls) == 2
+        assert await use(cache, 2) == "variant2"
+    asyncio.run(go())
+
+
+def test_cancelled_waiter_does_not_cancel_the_compile() -> None:
+    async def go() -> None:
+        cache, comp, _ = make(4)
+        comp.gates[key(8)] = threading.Event()
+        first = asyncio.create_task(use(cache, 8))
+        second = asyncio.create_task(use(cache, 8))
+        await asyncio.sleep(0.05)
+        first.cancel()
+        comp.gates[key(8)].set()
+        assert await second == "variant8"
+        assert comp.calls == [key(8)]
+    asyncio.run(go())

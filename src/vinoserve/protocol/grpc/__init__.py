@@ -1,0 +1,1 @@
+"""gRPC front end: TF Serving and KServe v2 servicers, tensor conversion and the error table."""

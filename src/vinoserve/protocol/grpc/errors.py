@@ -1,0 +1,53 @@
+"""The one table from vinoserve status codes to gRPC status codes (SPEC §6)."""
+
+from __future__ import annotations
+
+import logging
+from typing import NoReturn
+
+import grpc
+
+from vinoserve.errors import StatusCode, VinoserveError
+
+log = logging.getLogger(__name__)
+
+GRPC_CODES: dict[StatusCode, grpc.StatusCode] = {
+    StatusCode.MODEL_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    StatusCode.VERSION_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    StatusCode.VERSION_NOT_LOADED: grpc.StatusCode.UNAVAILABLE,
+    StatusCode.VERSION_RETIRED: grpc.StatusCode.NOT_FOUND,
+    StatusCode.INVALID_INPUT_COUNT: grpc.StatusCode.INVALID_ARGUMENT,
+    StatusCode.MISSING_INPUT: grpc.StatusCode.INVALID_ARGUMENT,
+    StatusCode.INVALID_PRECISION: grpc.StatusCode.INVALID_ARGUMENT,
+    StatusCode.INVALID_RANK: grpc.StatusCode.INVALID_ARGUMENT,
+    StatusCode.INVALID_BATCH: grpc.StatusCode.INVALID_ARGUMENT,
+    StatusCode.INVALID_SHAPE: grpc.StatusCode.INVALID_ARGUMENT,
+    StatusCode.INVALID_CONTENT_SIZE: grpc.StatusCode.INVALID_ARGUMENT,
+    StatusCode.INVALID_VALUE_COUNT: grpc.StatusCode.INVALID_ARGUMENT,
+    StatusCode.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    # JSON errors come from REST only; listed so the table stays total.
+    StatusCode.JSON_INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    StatusCode.JSON_FORMAT: grpc.StatusCode.INVALID_ARGUMENT,
+    StatusCode.RESHAPE_ERROR: grpc.StatusCode.FAILED_PRECONDITION,
+    StatusCode.REQUEST_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    StatusCode.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    StatusCode.UNIMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
+    StatusCode.INTERNAL: grpc.StatusCode.INTERNAL,
+}
+
+
+def grpc_code(code: StatusCode) -> grpc.StatusCode:
+    """The gRPC status for a vinoserve status code."""
+    return GRPC_CODES[code]
+
+
+async def abort(context: grpc.aio.ServicerContext, err: VinoserveError) -> NoReturn:
+    """End the call with the gRPC status of ``err`` and its SPEC text as details."""
+    await context.abort(grpc_code(err.code), err.text)
+    raise AssertionError("context.abort returned")  # abort always raises; this satisfies NoReturn
+
+
+async def abort_unexpected(context: grpc.aio.ServicerContext, exc: BaseException, what: str) -> NoReturn:
+    """Log an unexpected failure with its traceback and end the call with INTERNAL."""
+    log.error("unexpected error in %s", what, exc_info=exc)
+    await abort(context, VinoserveError(StatusCode.INTERNAL))

@@ -1,0 +1,80 @@
+"""The gRPC error table covers every status code, with the SPEC §6 codes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from vinoserve.errors import StatusCode, VinoserveError
+from vinoserve.protocol.grpc.errors import GRPC_CODES, abort, abort_unexpected, grpc_code
+
+
+def test_every_status_code_is_mapped() -> None:
+    assert set(GRPC_CODES) == set(StatusCode)
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (StatusCode.MODEL_NOT_FOUND, grpc.StatusCode.NOT_FOUND),
+        (StatusCode.VERSION_NOT_FOUND, grpc.StatusCode.NOT_FOUND),
+        (StatusCode.VERSION_RETIRED, grpc.StatusCode.NOT_FOUND),
+        (StatusCode.VERSION_NOT_LOADED, grpc.StatusCode.UNAVAILABLE),
+        (StatusCode.INVALID_SHAPE, grpc.StatusCode.INVALID_ARGUMENT),
+        (StatusCode.INVALID_CONTENT_SIZE, grpc.StatusCode.INVALID_ARGUMENT),
+        (StatusCode.INVALID_VALUE_COUNT, grpc.StatusCode.INVALID_ARGUMENT),
+        (StatusCode.RESHAPE_ERROR, grpc.StatusCode.FAILED_PRECONDITION),
+        (StatusCode.REQUEST_TOO_LARGE, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (StatusCode.OVERLOADED, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNIMPLEMENTED),
+        (StatusCode.INTERNAL, grpc.StatusCode.INTERNAL),
+    ],
+)
+def test_spec_rows(code: StatusCode, expected: grpc.StatusCode) -> None:
+    assert grpc_code(code) is expected
+
+
+def test_everything_else_is_invalid_argument() -> None:
+    special = {
+        StatusCode.MODEL_NOT_FOUND, StatusCode.VERSION_NOT_FOUND, StatusCode.VERSION_RETIRED,
+        StatusCode.VERSION_NOT_LOADED, StatusCode.RESHAPE_ERROR, StatusCode.REQUEST_TOO_LARGE,
+        StatusCode.OVERLOADED, StatusCode.UNIMPLEMENTED, StatusCode.INTERNAL,
+    }
+    for code in set(StatusCode) - special:
+        assert grpc_code(code) is grpc.StatusCode.INVALID_ARGUMENT, code
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _FakeContext:
+    def __init__(self) -> None:
+        self.calls: list[tuple[grpc.StatusCode, str]] = []
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        self.calls.append((code, details))
+        raise _Aborted
+
+
+def test_abort_sends_code_and_spec_text() -> None:
+    ctx = _FakeContext()
+    err = VinoserveError(StatusCode.INVALID_BATCH, "Expected: 1; Actual: 10; input name: b")
+    with pytest.raises(_Aborted):
+        asyncio.run(abort(ctx, err))  # type: ignore[arg-type]
+    text = "Invalid input batch size - Expected: 1; Actual: 10; input name: b"
+    assert ctx.calls == [(grpc.StatusCode.INVALID_ARGUMENT, text)]
+
+
+def test_unexpected_error_is_internal_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    ctx = _FakeContext()
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        with pytest.raises(_Aborted):
+            asyncio.run(abort_unexpected(ctx, exc, "Predict"))  # type: ignore[arg-type]
+    assert ctx.calls == [(grpc.StatusCode.INTERNAL, "Internal server error")]
+    record = next(r for r in caplog.records if "Predict" in r.getMessage())
+    assert record.exc_info is not None and "boom" in caplog.text

@@ -165,7 +165,7 @@ class CompiledVariant:
         self.outputs = _ports(compiled.outputs)
         self._input_types = {p.name: _PRECISION_TO_OV[p.precision.name] for p in self.inputs}
         self._idle = [compiled.create_infer_request() for _ in range(nireq)]
-        self._waiters: asyncio.Queue[ov.InferRequest] | None = None
+        self._own: dict[tuple[int, str], ov.Tensor] = {}
         self._sem: asyncio.Semaphore | None = None
 
     async def infer(self, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float, float]:
@@ -178,7 +178,7 @@ class CompiledVariant:
             t1 = time.perf_counter()
             try:
                 for name, arr in inputs.items():
-                    req.set_tensor(name, self._tensor(name, arr))
+                    self._set_input(req, name, arr)
                 loop = asyncio.get_running_loop()
                 fut: asyncio.Future[None] = loop.create_future()
 
@@ -199,15 +199,22 @@ class CompiledVariant:
                 self._idle.append(req)
         return outs, t1 - t0, t2 - t1
 
-    def _tensor(self, name: str, arr: np.ndarray) -> ov.Tensor:
+    def _set_input(self, req: ov.InferRequest, name: str, arr: np.ndarray) -> None:
         t = self._input_types[name]
-        if t == ov.Type.bf16:
-            tensor = ov.Tensor(ov.Type.bf16, ov.Shape(list(arr.shape)))
-            np.copyto(tensor.data.view(np.uint16).reshape(arr.shape), arr.view(np.uint16))
-            return tensor
         if t == ov.Type.string:
-            return ov.Tensor(np.asarray(arr, dtype=object).astype(bytes))
-        return ov.Tensor(np.ascontiguousarray(arr), shared_memory=True)
+            req.set_tensor(name, ov.Tensor(np.asarray(arr, dtype=object).astype(bytes)))
+        elif arr.flags.writeable and arr.flags.c_contiguous and t != ov.Type.bf16:
+            req.set_tensor(name, ov.Tensor(arr, shared_memory=True))  # zero copy
+        else:
+            # read-only wire buffers (np.frombuffer on a message) are copied into a tensor kept per
+            # infer request and input, reused while the shape stays the same
+            slot = (id(req), name)
+            tensor = self._own.get(slot)
+            if tensor is None or tuple(tensor.shape) != arr.shape:
+                tensor = self._own[slot] = ov.Tensor(t, ov.Shape(list(arr.shape)))
+            dst = tensor.data.view(np.uint16) if t == ov.Type.bf16 else tensor.data
+            np.copyto(dst.reshape(arr.shape), arr.view(np.uint16) if t == ov.Type.bf16 else arr)
+            req.set_tensor(name, tensor)
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

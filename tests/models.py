@@ -25,7 +25,7 @@ def _named(node: ov.Node, name: str) -> ov.Output:
 def affine_model(shape: list[int] | None = None, scale: float = 2.0, bias: float = 1.0,
                  dtype: type = np.float32) -> ov.Model:
     """y = x * scale + bias, input ``b`` (default [1,10]), output ``y``."""
-    shape = shape or [1, 10]
+    shape = [1, 10] if shape is None else shape
     t = ov.Type.f32 if dtype == np.float32 else ov.Type(np.dtype(dtype))
     x = ops.parameter(shape, t, name="b")
     x.output(0).get_tensor().set_names({"b"})

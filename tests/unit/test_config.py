@@ -8,7 +8,14 @@ import pytest
 
 from vinoserve.cli import build_settings
 from vinoserve.config import (
-    BatchSetting, LayoutSetting, ShapeSetting, VersionPolicy, parse_batch, parse_layout, parse_policy, parse_shape,
+    BatchSetting,
+    LayoutSetting,
+    ShapeSetting,
+    VersionPolicy,
+    parse_batch,
+    parse_layout,
+    parse_policy,
+    parse_shape,
 )
 from vinoserve.configfile import parse_config
 from vinoserve.errors import StartupError

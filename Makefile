@@ -6,12 +6,12 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install test lint unit demo bench protos clean
 
+# grpcio-tools is the protobuf code generator, pinned so the gencode runs on protobuf 5.26-7.x;
+# --no-deps because its metadata asks for protobuf<6, which generating code does not need.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
-	# the protobuf code generator, pinned so gencode runs on protobuf 5.26-7.x; --no-deps because its
-	# metadata asks for protobuf<6, which generating code does not need
 	$(BIN)/python -m pip install -q --no-deps grpcio-tools==1.63.2
 	touch $(STAMP)
 

@@ -89,10 +89,12 @@ def tensor_to_array(proto: Any, name: str, max_bytes: int | None = None) -> np.n
             f"Negative or zero dimension size is not acceptable: {format_shape(dims)}; input name: {name}",
         )
     count = math.prod(dims)  # Python int: a declared shape cannot overflow here
+    # read tensor_content once: each access copies the bytes out of the message
+    content = b"" if precision is _STRING else proto.tensor_content
     if precision is _STRING:
         array = _strings(proto, count, name)
-    elif proto.tensor_content:
-        array = _from_content(proto.tensor_content, precision, count, name)
+    elif content:
+        array = _from_content(content, precision, count, name)
     else:
         array = _from_typed(proto, precision, count, name)
     # Sizes are already bounded by what the message holds; this is the last line of defence.

@@ -1,0 +1,177 @@
+"""KServe v2 tensors <-> numpy, shared by the KServe REST routes and the KServe gRPC servicer.
+
+Nothing here allocates from a declared shape before the data present has been checked against
+it: raw buffers are compared byte for byte with ``count * itemsize``, value lists by length, and
+BYTES buffers are walked (never pre-sized) until they run out. Raw numeric buffers are decoded
+without a copy (``np.frombuffer``; the array is read-only).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from vinoserve.errors import StatusCode, VinoserveError
+from vinoserve.types import BY_KSERVE, BY_NAME, Precision, format_shape, precision_of
+
+STRING = BY_NAME["STRING"]
+BF16 = BY_NAME["BF16"]
+_LEN = struct.Struct("<I")  # BYTES elements are prefixed by their length, 4 bytes little-endian
+
+
+def precision_for(datatype: str, name: str) -> Precision:
+    """The precision of a KServe datatype string such as ``FP32``; unknown ones are refused."""
+    p = BY_KSERVE.get(datatype)
+    if p is None:
+        raise VinoserveError(StatusCode.INVALID_PRECISION, f"Unsupported precision: {datatype}; input name: {name}")
+    return p
+
+
+def datatype_of(array: np.ndarray) -> str:
+    """The KServe datatype of an output array."""
+    return precision_of(array).kserve
+
+
+def checked_shape(shape: Sequence[Any], name: str) -> tuple[int, ...]:
+    """The declared shape as ints; a negative (or non-integer) dimension is a SPEC error."""
+    try:
+        dims = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise VinoserveError(StatusCode.INVALID_SHAPE, f"shape must be a list of integers; input name: {name}") \
+            from None
+    if any(d < 0 for d in dims):
+        raise VinoserveError(
+            StatusCode.INVALID_SHAPE,
+            f"Negative or zero dimension size is not acceptable: {format_shape(dims)}; input name: {name}",
+        )
+    return dims
+
+
+def _count_error(expected: int, actual: int, name: str) -> VinoserveError:
+    return VinoserveError(StatusCode.INVALID_VALUE_COUNT, f"Expected: {expected}; Actual: {actual}; input name: {name}")
+
+
+def from_raw(buf: bytes | memoryview, precision: Precision, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """Decode a raw (binary extension / ``raw_input_contents``) buffer of ``shape``."""
+    count = math.prod(shape)  # Python int: a declared shape cannot overflow here
+    if precision is STRING:
+        return decode_bytes(buf, count, name).reshape(shape)
+    expected = count * precision.np_dtype.itemsize
+    if len(buf) != expected:
+        raise VinoserveError(
+            StatusCode.INVALID_CONTENT_SIZE,
+            f"Expected: {expected} bytes; Actual: {len(buf)} bytes; input name: {name}",
+        )
+    return np.frombuffer(buf, dtype=precision.np_dtype).reshape(shape)
+
+
+def decode_bytes(buf: bytes | memoryview, count: int, name: str) -> np.ndarray:
+    """Split a buffer of length-prefixed BYTES elements; exactly ``count`` must be present."""
+    view = memoryview(buf)
+    items: list[bytes] = []
+    pos, end = 0, len(view)
+    while pos < end:
+        if pos + 4 > end or len(items) >= count:
+            break
+        (n,) = _LEN.unpack_from(view, pos)
+        pos += 4
+        if pos + n > end:
+            raise VinoserveError(
+                StatusCode.INVALID_CONTENT_SIZE,
+                f"BYTES element {len(items)} declares {n} bytes but {end - pos} remain; input name: {name}",
+            )
+        items.append(bytes(view[pos:pos + n]))
+        pos += n
+    if pos != end:
+        raise VinoserveError(
+            StatusCode.INVALID_CONTENT_SIZE,
+            f"{end - pos} bytes left over after {len(items)} BYTES elements; input name: {name}",
+        )
+    if len(items) != count:
+        raise _count_error(count, len(items), name)
+    array = np.empty(count, dtype=object)
+    array[:] = items  # element-wise assignment keeps each bytes value whole
+    return array
+
+
+def encode_bytes(array: np.ndarray) -> bytes:
+    """BYTES elements of ``array`` (bytes, or str as UTF-8), each with its 4-byte length prefix."""
+    parts: list[bytes] = []
+    for v in array.reshape(-1):
+        b = v if isinstance(v, bytes) else str(v).encode()
+        parts.append(_LEN.pack(len(b)))
+        parts.append(b)
+    return b"".join(parts)
+
+
+def to_raw(array: np.ndarray) -> bytes:
+    """The raw wire bytes of an output: row-major data, or length-prefixed BYTES elements."""
+    if array.dtype.kind in ("O", "S", "U"):
+        return encode_bytes(array)
+    return np.ascontiguousarray(array).tobytes()
+
+
+def _flatten(data: Any, out: list[Any]) -> None:
+    if isinstance(data, list):
+        for d in data:
+            _flatten(d, out)
+    else:
+        out.append(data)
+
+
+def from_values(values: Sequence[Any], precision: Precision, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """Decode a value list (JSON ``data``, flat or nested, or gRPC typed contents) of ``shape``."""
+    count = math.prod(shape)
+    if precision is STRING:
+        flat: list[Any] = []
+        _flatten(list(values), flat)
+        if len(flat) != count:
+            raise _count_error(count, len(flat), name)
+        array = np.empty(count, dtype=object)
+        try:
+            array[:] = [v if isinstance(v, bytes) else v.encode() for v in flat]
+        except AttributeError:
+            raise VinoserveError(StatusCode.JSON_INVALID, f"BYTES data must be strings; input name: {name}") from None
+        return array.reshape(shape)
+    try:
+        if precision is BF16:  # bf16 travels as its upper 16 bits of a float32
+            array = (np.asarray(values, dtype=np.float32).view(np.uint32) >> 16).astype(np.uint16)
+        elif precision.np_dtype.kind in ("i", "u") and precision.np_dtype.itemsize < 4:
+            # narrow ints arrive widened (gRPC int_contents/uint_contents); wrap as a C cast would
+            array = np.asarray(values, dtype=np.int64).astype(precision.np_dtype)
+        else:
+            array = np.asarray(values, dtype=precision.np_dtype)
+    except (ValueError, TypeError, OverflowError):
+        raise VinoserveError(StatusCode.JSON_INVALID, f"input name: {name}") from None
+    if array.size != count:
+        raise _count_error(count, array.size, name)
+    return array.reshape(shape)
+
+
+def to_values(array: np.ndarray) -> list[Any]:
+    """Flat JSON values of an output (BYTES elements as UTF-8 text)."""
+    if array.dtype.kind in ("O", "S", "U"):
+        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]
+    return list(array.reshape(-1).tolist())
+
+
+def parse_version(version: str | None) -> int | None:
+    """A KServe model version string; None (the default version) when empty or 0."""
+    if not version:
+        return None
+    try:
+        number = int(version)
+    except ValueError:
+        raise VinoserveError(StatusCode.INVALID_ARGUMENT, f"Model version must be an integer: {version!r}") from None
+    if number < 0:
+        raise VinoserveError(StatusCode.INVALID_ARGUMENT, f"Model version must not be negative: {version!r}")
+    return number or None
+
+
+def dims_of(shape: Any) -> list[int]:
+    """Metadata dimensions: static sizes, -1 for a dynamic or ranged dimension."""
+    return [d.lo if d.is_static else -1 for d in shape]

@@ -1,0 +1,97 @@
+"""The HTTP server: TF Serving REST, KServe v2 REST and ``/metrics`` over the one data plane.
+
+It runs on aiohttp: asyncio-native, so it shares one event loop with the ``grpc.aio`` server
+and the model manager (no threads, no second loop), and it parses HTTP with a C parser
+(llhttp), which keeps per-request overhead low next to inference.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from vinoserve.dataplane import DataPlane
+from vinoserve.errors import StatusCode, VinoserveError
+from vinoserve.protocol.rest import kserve, tfs
+from vinoserve.protocol.rest.errors import error_response, internal_error, json_error
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _too_large(limit: int, size: int | None) -> VinoserveError:
+    mb = limit / (1024 * 1024)
+    body = f"body of {size} bytes" if size is not None else "body"
+    return VinoserveError(
+        StatusCode.REQUEST_TOO_LARGE, f"{body} is over --max_request_mb {mb:g} ({limit} bytes)"
+    )
+
+
+def _error_middleware(limit: int) -> Middleware:
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # Refuse a declared oversize body before reading (or allocating for) any of it.
+        declared = request.content_length
+        if declared is not None and declared > limit:
+            return error_response(_too_large(limit, declared))
+        try:
+            return await handler(request)
+        except VinoserveError as err:
+            return error_response(err)
+        except web.HTTPRequestEntityTooLarge as exc:  # a chunked body that grew past the limit
+            return error_response(_too_large(limit, getattr(exc, "actual_size", None)))
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                return json_error(exc.status, f"{exc.reason}: {request.method} {request.path}")
+            raise
+        except Exception as exc:  # the server answers 500 and stays up
+            return internal_error(exc, f"{request.method} {request.path}")
+
+    return errors
+
+
+def _metrics_route(dataplane: DataPlane) -> Handler:
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=dataplane.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    return metrics
+
+
+def build_app(dataplane: DataPlane, max_request_bytes: int, metrics_enable: bool) -> web.Application:
+    """The aiohttp application with every route; bodies above ``max_request_bytes`` get 413."""
+    app = web.Application(client_max_size=max_request_bytes, middlewares=[_error_middleware(max_request_bytes)])
+    tfs.add_routes(app.router, dataplane)
+    kserve.add_routes(app.router, dataplane)
+    if metrics_enable:
+        app.router.add_get("/metrics", _metrics_route(dataplane))
+    return app
+
+
+async def start_rest_server(
+    dataplane: DataPlane, address: str, port: int, max_request_bytes: int, metrics_enable: bool
+) -> tuple[web.AppRunner, int]:
+    """Serve HTTP on ``address:port`` (0 = any free port); returns (runner, bound port).
+
+    ``await runner.cleanup()`` stops it. Raises ``OSError`` when the address cannot be bound.
+    """
+    app = build_app(dataplane, max_request_bytes, metrics_enable)
+    # No access log: a log line per request costs more than routing it.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, address, port, reuse_port=False)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    bound = port
+    for addr in runner.addresses:
+        if isinstance(addr, tuple) and len(addr) >= 2:
+            bound = int(addr[1])
+            break
+    return runner, bound

@@ -1,0 +1,151 @@
+"""KServe v2 REST infer bodies: JSON tensors and the binary tensor extension.
+
+A binary request is a JSON header of ``Inference-Header-Content-Length`` bytes followed by the
+raw data of each input that declares ``parameters.binary_data_size``, in input order. Every
+length is checked against the bytes present, so truncated payloads, over-long headers and
+leftover bytes are 400 errors, never 500.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vinoserve.errors import StatusCode, VinoserveError
+from vinoserve.protocol.kserve_tensors import (
+    checked_shape,
+    datatype_of,
+    from_raw,
+    from_values,
+    precision_for,
+    to_raw,
+    to_values,
+)
+from vinoserve.types import InferResponse
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+
+
+def _invalid(text: str) -> VinoserveError:
+    return VinoserveError(StatusCode.INVALID_ARGUMENT, text)
+
+
+@dataclass(slots=True)
+class ParsedInfer:
+    """The decoded request: inputs, requested outputs, which outputs go back as binary, the id."""
+
+    inputs: dict[str, np.ndarray]
+    outputs: list[str] | None
+    id: str = ""
+    binary_default: bool = False
+    binary: dict[str, bool] = field(default_factory=dict)
+
+    def wants_binary(self, name: str) -> bool:
+        """Per-output ``binary_data`` wins over the request's ``binary_data_output``."""
+        return self.binary.get(name, self.binary_default)
+
+
+def _split(body: bytes, header_length: str | None) -> tuple[bytes | memoryview, memoryview]:
+    if header_length is None:
+        return body, memoryview(b"")
+    try:
+        n = int(header_length)
+    except ValueError:
+        raise _invalid(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
+    if n < 0 or n > len(body):
+        raise _invalid(f"{HEADER_LENGTH} {n} does not fit a body of {len(body)} bytes")
+    view = memoryview(body)
+    return view[:n], view[n:]
+
+
+def _params(obj: dict[str, Any]) -> dict[str, Any]:
+    params = obj.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise _invalid("parameters must be an object")
+    return params
+
+
+def _input(tensor: Any, binary: memoryview, offset: int) -> tuple[str, np.ndarray, int]:
+    if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+        raise _invalid("every input needs a name, a datatype and a shape")
+    name = tensor["name"]
+    datatype, shape = tensor.get("datatype"), tensor.get("shape")
+    if not isinstance(datatype, str) or not isinstance(shape, list):
+        raise _invalid(f"input {name} needs a datatype and a shape")
+    precision = precision_for(datatype, name)
+    dims = checked_shape(shape, name)
+    size = _params(tensor).get("binary_data_size")
+    if size is not None:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise _invalid(f"binary_data_size of input {name} must be a non-negative integer")
+        if offset + size > len(binary):
+            raise VinoserveError(
+                StatusCode.INVALID_CONTENT_SIZE,
+                f"Expected: {size} bytes; Actual: {len(binary) - offset} bytes; input name: {name}",
+            )
+        return name, from_raw(binary[offset:offset + size], precision, dims, name), offset + size
+    data = tensor.get("data")
+    if data is None:
+        raise _invalid(f"input {name} has neither data nor parameters.binary_data_size")
+    return name, from_values(data if isinstance(data, list) else [data], precision, dims, name), offset
+
+
+def parse_infer(body: bytes, header_length: str | None) -> ParsedInfer:
+    """Decode an infer request body (JSON, or JSON header plus binary data)."""
+    header, binary = _split(body, header_length)
+    try:
+        doc = json.loads(bytes(header))
+    except (ValueError, UnicodeDecodeError):
+        raise VinoserveError(StatusCode.JSON_INVALID) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
+        raise _invalid("the request needs an inputs list")
+    inputs: dict[str, np.ndarray] = {}
+    offset = 0
+    for tensor in doc["inputs"]:
+        name, array, offset = _input(tensor, binary, offset)
+        if name in inputs:
+            raise _invalid(f"input {name} is given twice")
+        inputs[name] = array
+    if offset != len(binary):
+        raise VinoserveError(
+            StatusCode.INVALID_CONTENT_SIZE,
+            f"{len(binary) - offset} bytes of binary data follow the inputs' binary_data_size total",
+        )
+    parsed = ParsedInfer(inputs, None, str(doc.get("id") or ""),
+                         bool(_params(doc).get("binary_data_output", False)))
+    requested = doc.get("outputs")
+    if requested is not None:
+        if not isinstance(requested, list) or not all(isinstance(o, dict) and "name" in o for o in requested):
+            raise _invalid("outputs must be a list of objects with a name")
+        parsed.outputs = [str(o["name"]) for o in requested] or None
+        for o in requested:
+            flag = _params(o).get("binary_data")
+            if flag is not None:
+                parsed.binary[str(o["name"])] = bool(flag)
+    return parsed
+
+
+def encode_infer(result: InferResponse, parsed: ParsedInfer) -> tuple[bytes, int | None]:
+    """The response body, and the JSON header length when binary outputs follow it."""
+    outputs: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for name, array in result.outputs.items():
+        entry: dict[str, Any] = {"name": name, "datatype": datatype_of(array), "shape": list(array.shape)}
+        if parsed.wants_binary(name):
+            raw = to_raw(array)
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+        else:
+            entry["data"] = to_values(array)
+        outputs.append(entry)
+    doc: dict[str, Any] = {"model_name": result.model_name, "model_version": str(result.model_version)}
+    if parsed.id:
+        doc["id"] = parsed.id
+    doc["outputs"] = outputs
+    header = json.dumps(doc).encode()
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)

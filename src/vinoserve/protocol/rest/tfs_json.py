@@ -1,0 +1,162 @@
+"""TF Serving REST predict bodies <-> numpy: row (``instances``) and column (``inputs``) formats.
+
+JSON numbers become the model input's own dtype (read from the model metadata), so ``[1, 2]``
+feeds an FP32 input as float32 without a precision error.
+
+``{"b64": "..."}`` values are decoded to bytes and make a STRING (BYTES) tensor. vinoserve does
+not decode images: a b64 value sent to a numeric input is refused by the data plane's precision
+check ("Invalid input precision - Expected: FP32; Actual: STRING; input name: b"), which tells the
+client plainly what to change, instead of guessing an image layout and colour order as OVMS does.
+Plain JSON strings feed STRING inputs as UTF-8 bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+import numpy as np
+
+from vinoserve.errors import StatusCode, VinoserveError
+from vinoserve.types import BY_NAME, Precision
+
+_STRING = BY_NAME["STRING"]
+_BAD = StatusCode.JSON_INVALID
+
+
+def _is_b64(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and "b64" in value
+
+
+def _leaf_bytes(value: Any) -> bytes:
+    if _is_b64(value) and isinstance(value["b64"], str):
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except (binascii.Error, ValueError):
+            raise VinoserveError(_BAD) from None
+    if isinstance(value, str):
+        return value.encode()
+    raise VinoserveError(_BAD)
+
+
+def _shape_of(value: Any) -> tuple[int, ...]:
+    # strict: every sub-list at one depth has the same shape, so ragged arrays are refused
+    if not isinstance(value, list):
+        return ()
+    if not value:
+        return (0,)
+    first = _shape_of(value[0])
+    for v in value[1:]:
+        if _shape_of(v) != first:
+            raise VinoserveError(_BAD)
+    return (len(value), *first)
+
+
+def _leaves(value: Any, out: list[bytes]) -> None:
+    if isinstance(value, list):
+        for v in value:
+            _leaves(v, out)
+    else:
+        out.append(_leaf_bytes(value))
+
+
+def _bytes_array(value: Any) -> np.ndarray:
+    shape = _shape_of(value)
+    flat: list[bytes] = []
+    _leaves(value, flat)
+    array = np.empty(len(flat), dtype=object)
+    array[:] = flat  # element-wise assignment keeps each bytes value whole
+    return array.reshape(shape)
+
+
+def to_array(value: Any, precision: Precision | None) -> np.ndarray:
+    """One input's JSON value as an array of the input's dtype (bytes for b64 and strings)."""
+    if precision is not _STRING:
+        try:
+            if precision is None:  # input unknown to the model: the data plane will name the problem
+                array = np.asarray(value)
+                return array.astype(np.float32) if array.dtype == np.float64 else array
+            return np.asarray(value, dtype=precision.np_dtype)
+        except (ValueError, TypeError, OverflowError):
+            pass  # ragged, or holds b64/strings: the strict path below decides
+    return _bytes_array(value)
+
+
+def parse_predict(body: bytes, precisions: dict[str, Precision]) -> tuple[dict[str, np.ndarray], bool]:
+    """Decode a predict body; returns (arrays by input name, True for the row format).
+
+    ``precisions`` are the model's inputs in order; an unnamed value goes to the only input.
+    """
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise VinoserveError(_BAD) from None
+    if not isinstance(doc, dict) or ("instances" in doc) == ("inputs" in doc):
+        raise VinoserveError(StatusCode.JSON_FORMAT)
+    if "instances" in doc:
+        return _rows(doc["instances"], precisions), True
+    return _columns(doc["inputs"], precisions), False
+
+
+def _only_input(precisions: dict[str, Precision]) -> str:
+    if len(precisions) != 1:
+        # unnamed data can only feed a single-input model
+        raise VinoserveError(StatusCode.INVALID_INPUT_COUNT, f"Expected: {len(precisions)}; Actual: 1")
+    return next(iter(precisions))
+
+
+def _named(value: Any) -> bool:
+    return isinstance(value, dict) and not _is_b64(value)
+
+
+def _rows(instances: Any, precisions: dict[str, Precision]) -> dict[str, np.ndarray]:
+    if not isinstance(instances, list) or not instances:
+        raise VinoserveError(_BAD)
+    named = [_named(i) for i in instances]
+    if not any(named):
+        name = _only_input(precisions)
+        return {name: to_array(instances, precisions[name])}
+    if not all(named):
+        raise VinoserveError(_BAD)
+    keys = set(instances[0])
+    if any(set(i) != keys for i in instances[1:]):
+        raise VinoserveError(_BAD)
+    return {k: to_array([i[k] for i in instances], precisions.get(k)) for k in instances[0]}
+
+
+def _columns(inputs: Any, precisions: dict[str, Precision]) -> dict[str, np.ndarray]:
+    if _named(inputs):
+        return {k: to_array(v, precisions.get(k)) for k, v in inputs.items()}
+    name = _only_input(precisions)
+    return {name: to_array(inputs, precisions[name])}
+
+
+def _json_default(value: Any) -> Any:
+    # STRING outputs: text when it is UTF-8, else {"b64": ...} as TF Serving does for binary
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return {"b64": base64.b64encode(value).decode()}
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def encode_predict(outputs: dict[str, np.ndarray], row: bool) -> bytes:
+    """``{"predictions": ...}`` (row) or ``{"outputs": ...}`` (column) for the outputs."""
+    if not row:
+        if len(outputs) == 1:
+            body: Any = {"outputs": next(iter(outputs.values())).tolist()}
+        else:
+            body = {"outputs": {k: v.tolist() for k, v in outputs.items()}}
+    elif len(outputs) == 1:
+        body = {"predictions": next(iter(outputs.values())).tolist()}
+    else:
+        batches = {v.shape[0] if v.ndim else -1 for v in outputs.values()}
+        if len(batches) != 1 or -1 in batches:
+            raise VinoserveError(StatusCode.INVALID_ARGUMENT,
+                                 "outputs do not share a batch dimension; use the column format (inputs)")
+        lists = {k: v.tolist() for k, v in outputs.items()}
+        body = {"predictions": [{k: lst[i] for k, lst in lists.items()} for i in range(batches.pop())]}
+    return json.dumps(body, default=_json_default).encode()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from vinoserve.dataplane import DataPlane
+from vinoserve.protocol.grpc.kserve import add_kserve_servicer
 from vinoserve.protocol.grpc.tfs import add_tfs_servicers
 
 # gRPC keeps message limits in a signed 32-bit int.
@@ -37,8 +38,7 @@ async def start_grpc_server(
         ]
     )
     add_tfs_servicers(dataplane, server)
-    # KServe v2 (inference.GRPCInferenceService) is registered here once protocol/grpc/kserve.py lands:
-    # add_kserve_servicer(dataplane, server)
+    add_kserve_servicer(dataplane, server)  # KServe v2 (inference.GRPCInferenceService)
     target = _host_port(address, port)
     try:
         bound = server.add_insecure_port(target)

@@ -1,0 +1,157 @@
+"""KServe v2 gRPC servicer (``inference.GRPCInferenceService``).
+
+Each method parses the request, calls the data plane and encodes the answer; errors go through
+the one gRPC error table. Inputs come in ``raw_input_contents`` (one buffer per input, as
+tritonclient sends them) or in the typed ``contents`` fields; outputs always go back in
+``raw_output_contents``, BYTES elements with 4-byte little-endian length prefixes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import grpc
+import numpy as np
+
+from vinoserve.dataplane import DataPlane
+from vinoserve.errors import StatusCode, VinoserveError
+from vinoserve.protocol.generated.kserve import grpc_predict_v2_pb2 as pb
+from vinoserve.protocol.generated.kserve import grpc_predict_v2_pb2_grpc as pb_grpc
+from vinoserve.protocol.grpc.errors import abort, abort_unexpected
+from vinoserve.protocol.kserve_tensors import (
+    checked_shape,
+    datatype_of,
+    dims_of,
+    from_raw,
+    from_values,
+    parse_version,
+    precision_for,
+    to_raw,
+)
+from vinoserve.types import InferRequest, TensorSpec, VersionState
+
+Context: TypeAlias = grpc.aio.ServicerContext
+PLATFORM = "OpenVINO"
+
+# KServe datatype -> the InferTensorContents field that carries it (FP16/BF16 have none: raw only).
+_CONTENTS_FIELD = {
+    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+    "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+    "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+}
+
+
+def decode_inputs(request: Any) -> dict[str, np.ndarray]:
+    """Arrays by input name from ``raw_input_contents`` (all inputs) or typed ``contents``."""
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise VinoserveError(
+            StatusCode.INVALID_ARGUMENT,
+            f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs; give one per input",
+        )
+    inputs: dict[str, np.ndarray] = {}
+    for i, tensor in enumerate(request.inputs):
+        name = tensor.name
+        precision = precision_for(tensor.datatype, name)
+        shape = checked_shape(tensor.shape, name)
+        if raw:
+            inputs[name] = from_raw(raw[i], precision, shape, name)
+            continue
+        field = _CONTENTS_FIELD.get(precision.kserve)
+        if field is None:
+            raise VinoserveError(
+                StatusCode.INVALID_ARGUMENT, f"{precision.kserve} has no typed contents; send it in "
+                f"raw_input_contents; input name: {name}",
+            )
+        inputs[name] = from_values(getattr(tensor.contents, field), precision, shape, name)
+    if len(inputs) != len(request.inputs):
+        raise VinoserveError(StatusCode.INVALID_ARGUMENT, "an input name is given twice")
+    return inputs
+
+
+def _tensor_metadata(out: Any, spec: TensorSpec) -> None:
+    out.name = spec.name
+    out.datatype = spec.precision.kserve
+    out.shape.extend(dims_of(spec.shape))
+
+
+class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
+    """Health, metadata and inference of the KServe v2 gRPC API over the data plane."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    async def ServerLive(self, request: Any, context: Context) -> Any:
+        """The process answers."""
+        return pb.ServerLiveResponse(live=self.dataplane.live())
+
+    async def ServerReady(self, request: Any, context: Context) -> Any:
+        """False until every configured model had its first load attempt."""
+        return pb.ServerReadyResponse(ready=self.dataplane.ready())
+
+    async def ServerMetadata(self, request: Any, context: Context) -> Any:
+        """Name, version and extensions."""
+        meta = self.dataplane.server_metadata()
+        extensions = meta.get("extensions") or []
+        assert isinstance(extensions, list)
+        return pb.ServerMetadataResponse(name=str(meta["name"]), version=str(meta["version"]),
+                                         extensions=[str(e) for e in extensions])
+
+    async def ModelReady(self, request: Any, context: Context) -> Any:
+        """Whether that version is AVAILABLE; an unknown model or version is NOT_FOUND."""
+        try:
+            return pb.ModelReadyResponse(ready=self.dataplane.model_ready(request.name,
+                                                                          parse_version(request.version)))
+        except VinoserveError as err:
+            await abort(context, err)
+        except Exception as exc:
+            await abort_unexpected(context, exc, "ModelReady")
+
+    async def ModelMetadata(self, request: Any, context: Context) -> Any:
+        """Inputs and outputs as currently compiled; -1 for dynamic dimensions."""
+        try:
+            meta = self.dataplane.model_metadata(request.name, parse_version(request.version))
+            available = sorted(s.version for s in self.dataplane.model_status(request.name)
+                               if s.state == VersionState.AVAILABLE) or [meta.version]
+            response = pb.ModelMetadataResponse(name=meta.name, versions=[str(v) for v in available],
+                                                platform=PLATFORM)
+            for spec in meta.inputs:
+                _tensor_metadata(response.inputs.add(), spec)
+            for spec in meta.outputs:
+                _tensor_metadata(response.outputs.add(), spec)
+            return response
+        except VinoserveError as err:
+            await abort(context, err)
+        except Exception as exc:
+            await abort_unexpected(context, exc, "ModelMetadata")
+
+    async def ModelInfer(self, request: Any, context: Context) -> Any:
+        """Decode the inputs, run the model, encode the (filtered) outputs as raw contents."""
+        try:
+            result = await self.dataplane.infer(InferRequest(
+                model_name=request.model_name,
+                model_version=parse_version(request.model_version),
+                inputs=decode_inputs(request),
+                requested_outputs=[o.name for o in request.outputs] or None,
+                id=request.id,
+                api="KServe",
+                interface="gRPC",
+            ))
+            response = pb.ModelInferResponse(model_name=result.model_name,
+                                             model_version=str(result.model_version), id=result.id)
+            for name, array in result.outputs.items():
+                out = response.outputs.add()
+                out.name = name
+                out.datatype = datatype_of(array)
+                out.shape.extend(array.shape)
+                response.raw_output_contents.append(to_raw(array))
+            return response
+        except VinoserveError as err:
+            await abort(context, err)
+        except Exception as exc:  # the server answers INTERNAL and stays up
+            await abort_unexpected(context, exc, "ModelInfer")
+
+
+def add_kserve_servicer(dataplane: DataPlane, server: grpc.aio.Server) -> None:
+    """Register ``inference.GRPCInferenceService`` on ``server``."""
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(KServeServicer(dataplane), server)

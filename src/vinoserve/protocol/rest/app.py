@@ -26,7 +26,7 @@ METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 def _too_large(limit: int, size: int | None) -> VinoserveError:
     mb = limit / (1024 * 1024)
-    body = f"body of {size} bytes" if size is not None else "body"
+    body = f"body of {size} bytes" if size is not None else "chunked body"
     return VinoserveError(
         StatusCode.REQUEST_TOO_LARGE, f"{body} is over --max_request_mb {mb:g} ({limit} bytes)"
     )
@@ -43,8 +43,8 @@ def _error_middleware(limit: int) -> Middleware:
             return await handler(request)
         except VinoserveError as err:
             return error_response(err)
-        except web.HTTPRequestEntityTooLarge as exc:  # a chunked body that grew past the limit
-            return error_response(_too_large(limit, getattr(exc, "actual_size", None)))
+        except web.HTTPRequestEntityTooLarge:  # a chunked body that grew past the limit
+            return error_response(_too_large(limit, None))  # aiohttp stops reading past the limit
         except web.HTTPException as exc:
             if exc.status >= 400:
                 return json_error(exc.status, f"{exc.reason}: {request.method} {request.path}")

@@ -1,0 +1,80 @@
+"""``GET /metrics`` through a real server: Prometheus text that moves with requests and reshapes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import tritonclient.grpc as tgrpc
+from conftest import F32, RunningServer
+from models import write_affine
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def _scrape(server: RunningServer) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    r = requests.get(server.rest_url + "/metrics", timeout=30)
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(r.text) for s in family.samples}
+
+
+def _get(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], metric: str, **labels: str) -> float:
+    """Sum of the samples of ``metric`` whose labels include ``labels`` (0 when none yet)."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == metric and want <= ls)
+
+
+@pytest.fixture
+def server(serve: Callable[..., RunningServer], tmp_path: Path) -> RunningServer:
+    base = write_affine(tmp_path / "aff")
+    return serve(["--model_name", "aff", "--model_path", str(base), "--batch_size", "auto",
+                  "--plugin_config", F32, "--metrics_enable"], rest=True)
+
+
+def _tfs_rest(server: RunningServer, batch: int) -> requests.Response:
+    body = {"instances": [list(range(10))] * batch}
+    return requests.post(server.rest_url + "/v1/models/aff:predict", data=json.dumps(body), timeout=60)
+
+
+def test_counters_move_by_api_and_interface(server: RunningServer) -> None:
+    before = _scrape(server)
+    ok = "ovms_requests_success_total"
+    assert _tfs_rest(server, 1).status_code == 200
+    kserve = {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "data": list(range(10))}]}
+    assert requests.post(server.rest_url + "/v2/models/aff/infer", data=json.dumps(kserve), timeout=60).ok
+    client = tgrpc.InferenceServerClient(server.grpc_address)
+    inp = tgrpc.InferInput("b", [1, 10], "FP32")
+    inp.set_data_from_numpy(np.zeros((1, 10), np.float32))
+    client.infer("aff", [inp])
+    bad = requests.post(server.rest_url + "/v1/models/aff:predict", data='{"instances": [[1, 2]]}', timeout=60)
+    assert bad.status_code == 400
+    after = _scrape(server)
+    for api, interface in (("TFS", "REST"), ("KServe", "REST"), ("KServe", "gRPC")):
+        labels = {"name": "aff", "version": "1", "api": api, "interface": interface}
+        assert _get(after, ok, **labels) - _get(before, ok, **labels) == 1, (api, interface)
+    fail = "ovms_requests_fail_total"
+    assert _get(after, fail, api="TFS", interface="REST") - _get(before, fail, api="TFS", interface="REST") == 1
+    assert _get(after, "ovms_request_time_seconds_count", api="KServe", interface="gRPC") >= 1
+    assert _get(after, "ovms_inference_time_seconds_count", name="aff") >= 3
+    assert _get(after, "ovms_current_requests", name="aff") == 0
+
+
+def test_reshape_and_variant_cache_metrics(server: RunningServer) -> None:
+    before = _scrape(server)
+    for batch in (1, 3, 3, 1):
+        assert _tfs_rest(server, batch).status_code == 200
+    after = _scrape(server)
+
+    def delta(metric: str) -> float:
+        return _get(after, metric, name="aff") - _get(before, metric, name="aff")
+
+    assert delta("vinoserve_reshapes_total") == 1  # batch 3 once; 1 was compiled at load
+    assert delta("vinoserve_variant_cache_misses_total") == 1
+    assert delta("vinoserve_variant_cache_hits_total") == 3
+    assert _get(after, "vinoserve_reshape_time_seconds_count", name="aff") >= 1
+    assert _get(after, "vinoserve_variants_resident", name="aff") == 2

@@ -152,11 +152,12 @@ def from_values(values: Sequence[Any], precision: Precision, shape: tuple[int, .
     return array.reshape(shape)
 
 
-def to_values(array: np.ndarray) -> list[Any]:
-    """Flat JSON values of an output (BYTES elements as UTF-8 text)."""
+def to_values(array: np.ndarray) -> np.ndarray | list[str]:
+    """Flat JSON values of an output: the flat array (for a JSON writer that takes numpy), or
+    BYTES elements as UTF-8 text."""
     if array.dtype.kind in ("O", "S", "U"):
         return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]
-    return list(array.reshape(-1).tolist())
+    return array.reshape(-1)
 
 
 def parse_version(version: str | None) -> int | None:

@@ -8,7 +8,6 @@ leftover bytes are 400 errors, never 500.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +23,7 @@ from vinoserve.protocol.kserve_tensors import (
     to_raw,
     to_values,
 )
+from vinoserve.protocol.rest.jsoncodec import dumps, loads
 from vinoserve.types import InferResponse
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -97,8 +97,8 @@ def parse_infer(body: bytes, header_length: str | None) -> ParsedInfer:
     """Decode an infer request body (JSON, or JSON header plus binary data)."""
     header, binary = _split(body, header_length)
     try:
-        doc = json.loads(bytes(header))
-    except (ValueError, UnicodeDecodeError):
+        doc = loads(header)
+    except ValueError:  # includes bad UTF-8
         raise VinoserveError(StatusCode.JSON_INVALID) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
         raise _invalid("the request needs an inputs list")
@@ -145,7 +145,7 @@ def encode_infer(result: InferResponse, parsed: ParsedInfer) -> tuple[bytes, int
     if parsed.id:
         doc["id"] = parsed.id
     doc["outputs"] = outputs
-    header = json.dumps(doc).encode()
+    header = dumps(doc)
     if not blobs:
         return header, None
     return b"".join([header, *blobs]), len(header)

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 
 import numpy as np
 
 from vinoserve.errors import StatusCode, VinoserveError
+from vinoserve.protocol.rest.jsoncodec import dumps, loads
 from vinoserve.types import BY_NAME, Precision
 
 _STRING = BY_NAME["STRING"]
@@ -90,8 +90,8 @@ def parse_predict(body: bytes, precisions: dict[str, Precision]) -> tuple[dict[s
     ``precisions`` are the model's inputs in order; an unnamed value goes to the only input.
     """
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        doc = loads(body)
+    except ValueError:  # includes bad UTF-8
         raise VinoserveError(_BAD) from None
     if not isinstance(doc, dict) or ("instances" in doc) == ("inputs" in doc):
         raise VinoserveError(StatusCode.JSON_FORMAT)
@@ -133,30 +133,20 @@ def _columns(inputs: Any, precisions: dict[str, Precision]) -> dict[str, np.ndar
     return {name: to_array(inputs, precisions[name])}
 
 
-def _json_default(value: Any) -> Any:
-    # STRING outputs: text when it is UTF-8, else {"b64": ...} as TF Serving does for binary
-    if isinstance(value, bytes):
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            return {"b64": base64.b64encode(value).decode()}
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
-
-
 def encode_predict(outputs: dict[str, np.ndarray], row: bool) -> bytes:
-    """``{"predictions": ...}`` (row) or ``{"outputs": ...}`` (column) for the outputs."""
+    """``{"predictions": ...}`` (row) or ``{"outputs": ...}`` (column) for the outputs.
+
+    Arrays go to the JSON writer as they are (a batch-first array is already the list of
+    instances); STRING elements are written as text, or ``{"b64": ...}`` when not UTF-8.
+    """
     if not row:
-        if len(outputs) == 1:
-            body: Any = {"outputs": next(iter(outputs.values())).tolist()}
-        else:
-            body = {"outputs": {k: v.tolist() for k, v in outputs.items()}}
+        body: Any = {"outputs": next(iter(outputs.values())) if len(outputs) == 1 else outputs}
     elif len(outputs) == 1:
-        body = {"predictions": next(iter(outputs.values())).tolist()}
+        body = {"predictions": next(iter(outputs.values()))}
     else:
         batches = {v.shape[0] if v.ndim else -1 for v in outputs.values()}
         if len(batches) != 1 or -1 in batches:
             raise VinoserveError(StatusCode.INVALID_ARGUMENT,
                                  "outputs do not share a batch dimension; use the column format (inputs)")
-        lists = {k: v.tolist() for k, v in outputs.items()}
-        body = {"predictions": [{k: lst[i] for k, lst in lists.items()} for i in range(batches.pop())]}
-    return json.dumps(body, default=_json_default).encode()
+        body = {"predictions": [{k: v[i] for k, v in outputs.items()} for i in range(batches.pop())]}
+    return dumps(body)

@@ -3,20 +3,27 @@
 ``TfsClient`` calls Predict, GetModelMetadata and GetModelStatus with numpy arrays in and out,
 over a plain or TLS channel. ``vinoserve.client.grpc_serving_client`` is the example client
 installed as ``vinoserve-grpc-client``.
+
+The names below are imported on first use, so that running the example client imports gRPC
+only after it has set gRPC's log level.
 """
 
 from __future__ import annotations
 
-from .tfs import (
-    ClientError,
-    ModelMetadata,
-    TensorInfo,
-    TfsClient,
-    TlsFiles,
-    VersionStatus,
-    decode_outputs,
-    predict_request,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .tfs import (
+        ClientError,
+        ModelMetadata,
+        TensorInfo,
+        TfsClient,
+        TlsFiles,
+        VersionStatus,
+        decode_outputs,
+        predict_request,
+    )
 
 __all__ = [
     "ClientError",
@@ -28,3 +35,9 @@ __all__ = [
     "decode_outputs",
     "predict_request",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module(".tfs", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,6 +20,7 @@ failures end with one line on stderr and exit code 1 instead of a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -28,10 +29,14 @@ from typing import TextIO
 
 import numpy as np
 
-from vinoserve.client.stats import print_statistics, rescale_to_255
-from vinoserve.client.tfs import ClientError, TfsClient, TlsFiles, predict_request
-from vinoserve.errors import VinoserveError
-from vinoserve.protocol.grpc.convert import tensor_to_array
+# gRPC's core logs every failed TLS handshake at info level, which would add lines to the one-line
+# error; it reads this when gRPC is imported, hence before the imports below.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+from vinoserve.client.stats import print_statistics, rescale_to_255  # noqa: E402
+from vinoserve.client.tfs import ClientError, TfsClient, TlsFiles, predict_request  # noqa: E402
+from vinoserve.errors import VinoserveError  # noqa: E402
+from vinoserve.protocol.grpc.convert import tensor_to_array  # noqa: E402
 
 PROG = "vinoserve-grpc-client"
 # A 1001-class output has a background class at index 0 (TF-slim ImageNet models): shift by one.

@@ -233,6 +233,7 @@ def test_wrong_output_name_lists_outputs_and_exits_1(quad, data: Path) -> None: 
 
 @pytest.mark.parametrize("extra, text", [
     (["--model_name", "nope"], "NOT_FOUND: Model with requested name is not found"),
+    (["--model_version", "2"], "NOT_FOUND: Model with requested version is not found"),
     (["--input_name", "x"], "INVALID_ARGUMENT"),
     (["--labels_numpy_path", "/nonexistent.npy"], "cannot load the labels /nonexistent.npy"),
     (["--tls", "--client_cert", "c.pem"], "a client certificate and a client key go together"),

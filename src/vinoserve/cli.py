@@ -109,6 +109,7 @@ def build_settings(argv: list[str]) -> ServerSettings:
         rest_bind_address=ns.rest_bind_address, models=models, config_path=config_path,
         file_system_poll_wait_seconds=ns.file_system_poll_wait_seconds, log_level=ns.log_level,
         metrics_enable=metrics_enable, cache_dir=ns.cache_dir, max_request_mb=ns.max_request_mb,
+        shape_variants=ns.shape_variants,
     )
 
 

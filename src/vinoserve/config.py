@@ -96,6 +96,7 @@ class ServerSettings:
     metrics_enable: bool = False
     cache_dir: str | None = None
     max_request_mb: int = 1024
+    shape_variants: int = 4  # the default of models that do not set their own (config reloads need it)
 
     @property
     def max_request_bytes(self) -> int:

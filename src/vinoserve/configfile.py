@@ -26,12 +26,23 @@ _TOP_KEYS = {"model_config_list", "monitoring"}
 
 def load_config_file(path: Path, shape_variants: int) -> tuple[tuple[ModelConfig, ...], bool]:
     """Models of the file and whether it enables metrics."""
+    return parse_config_bytes(read_config_bytes(path), path, shape_variants)
+
+
+def read_config_bytes(path: Path) -> bytes:
+    """The file's content; StartupError when it cannot be read."""
     try:
-        text = path.read_text()
+        return path.read_bytes()
     except OSError as exc:
         raise StartupError(f"Cannot read config file {path}: {exc.strerror}") from None
+
+
+def parse_config_bytes(data: bytes, path: Path, shape_variants: int) -> tuple[tuple[ModelConfig, ...], bool]:
+    """Validate the content of the config file at ``path`` (relative base paths are taken from there)."""
     try:
-        obj = json.loads(text)
+        obj = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise StartupError(f"Config file {path} is not valid UTF-8") from None
     except json.JSONDecodeError as exc:
         raise StartupError(f"Config file {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
     return parse_config(obj, path.resolve().parent, shape_variants)

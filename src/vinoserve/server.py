@@ -26,7 +26,8 @@ class Server:
         self.settings = settings
         self.runtime = runtime or Runtime(settings.cache_dir)
         self.metrics = Metrics()
-        self.manager = ModelManager(settings.models, self.runtime, self.metrics)
+        self.manager = ModelManager(settings.models, self.runtime, self.metrics, settings.config_path,
+                                    settings.shape_variants)
         self.dataplane = DataPlane(self.manager, self.metrics, settings.max_request_bytes)
         self.grpc_port = 0
         self.rest_port = 0

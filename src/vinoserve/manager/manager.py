@@ -1,45 +1,35 @@
-"""Models by name, their versions, and the changes of their state (load, retire, rescan)."""
+"""Models by name, their versions, and the changes of their state (load, retire, rescan, config edits)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 from ..config import ModelConfig
 from ..errors import StatusCode, VinoserveError
 from ..metrics import Metrics
 from ..runtime.openvino import Runtime
 from ..types import VersionState, VersionStatus
-from .repository import list_versions
+from .configsource import ConfigSource
+from .model import Model
 from .version import ModelVersion
 
 log = logging.getLogger(__name__)
 
 
-class Model:
-    """A served model: its config and every version it has had (retired ones stay listed)."""
-
-    def __init__(self, config: ModelConfig) -> None:
-        self.config = config
-        self.versions: dict[int, ModelVersion] = {}
-
-    def default_version(self) -> ModelVersion:
-        """The highest AVAILABLE version, or the error that explains why there is none."""
-        available = [v for v in self.versions.values() if v.state == VersionState.AVAILABLE]
-        if available:
-            return max(available, key=lambda v: v.version)
-        if any(v.state <= VersionState.LOADING for v in self.versions.values()):
-            raise VinoserveError(StatusCode.VERSION_NOT_LOADED)
-        if self.versions:
-            raise VinoserveError(StatusCode.VERSION_RETIRED)
-        raise VinoserveError(StatusCode.VERSION_NOT_FOUND)
-
-
 class ModelManager:
-    """Owns every model; ``ready`` once each configured model had its first load attempt."""
+    """Owns every model; ``ready`` once each configured model had its first load attempt.
 
-    def __init__(self, configs: tuple[ModelConfig, ...], runtime: Runtime, metrics: Metrics) -> None:
+    With ``config_path`` (multi-model mode) every ``reload`` also re-reads that file and applies
+    what changed in it; ``shape_variants`` is the default for entries that do not set their own.
+    """
+
+    def __init__(self, configs: tuple[ModelConfig, ...], runtime: Runtime, metrics: Metrics,
+                 config_path: Path | None = None, shape_variants: int = 4) -> None:
         self.runtime = runtime
         self.metrics = metrics
         self.models: dict[str, Model] = {}
@@ -52,6 +42,15 @@ class ModelManager:
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vinoserve-compile")
         self.ready = False
         self._lock = asyncio.Lock()
+        self.config = ConfigSource(config_path, shape_variants) if config_path is not None else None
+
+    @property
+    def config_error(self) -> str | None:
+        """Why the config file's latest content was not applied (None when it was, or unchanged)."""
+        return self.config.error if self.config is not None else None
+
+    def _make(self, cfg: ModelConfig, version: int) -> ModelVersion:
+        return ModelVersion(cfg, version, self.runtime, self.metrics, self.executor)
 
     async def start(self) -> None:
         """First load of every model."""
@@ -59,25 +58,34 @@ class ModelManager:
         self.ready = True
 
     async def reload(self) -> bool:
-        """Rescan version directories: load new versions, then retire dropped ones; True if changed."""
+        """Apply config file changes, then rescan version directories; True if anything changed."""
         async with self._lock:
-            results = await asyncio.gather(*(self._sync_model(m) for m in self.models.values()))
-        return any(results)
+            changed = await self._apply_config()
+            results = await asyncio.gather(*(m.sync(self._make) for m in self.models.values()))
+        return changed or any(results)
 
-    async def _sync_model(self, model: Model) -> bool:
-        cfg = model.config
-        wanted = set(cfg.version_policy.select(list_versions(cfg.base_path)))
-        live = {n for n, v in model.versions.items() if v.state < VersionState.UNLOADING}
-        new = sorted(wanted - live)
-        gone = sorted(live - wanted)
-        for n in new:
-            model.versions[n] = ModelVersion(cfg, n, self.runtime, self.metrics, self.executor)
-        # load before unload: the new versions serve before the old ones retire
-        await asyncio.gather(*(model.versions[n].load() for n in new))
-        await asyncio.gather(*(model.versions[n].retire() for n in gone))
-        for n in gone:
-            log.info("Model %s version %s retired", cfg.name, n)
-        return bool(new or gone)
+    async def _apply_config(self) -> bool:
+        """The diff of a changed, valid config file: add, reconfigure, remove; others untouched."""
+        configs = self.config.poll() if self.config is not None else None
+        if configs is None:
+            return False
+        steps: list[Coroutine[Any, Any, object]] = []
+        for cfg in configs:
+            model = self.models.get(cfg.name)
+            if model is None:
+                log.info("Model %s added", cfg.name)
+                model = self.models[cfg.name] = Model(cfg)
+                steps.append(model.sync(self._make))
+            elif model.removed or model.config != cfg:
+                log.info("Model %s %s", cfg.name, "added again" if model.removed else "changed: reloading it")
+                steps.append(model.reconfigure(cfg, self._make))
+        names = {cfg.name for cfg in configs}
+        for name, model in self.models.items():
+            if name not in names and not model.removed:
+                log.info("Model %s removed from the config: retiring it", name)
+                steps.append(model.remove())
+        await asyncio.gather(*steps)
+        return bool(steps)
 
     def _model(self, name: str) -> Model:
         model = self.models.get(name)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+# What a directory looked like: (relative path, size, mtime ns, inode) of every entry below it.
+Fingerprint = tuple[tuple[str, int, int, int], ...]
+# Stray entries already warned about: the watcher rescans every second and must not repeat itself.
+_warned: set[Path] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +32,28 @@ def list_versions(base_path: Path) -> list[int]:
         name = entry.name
         if entry.is_dir() and name.isdigit() and int(name) > 0:
             versions.append(int(name))
-        else:
+        elif entry not in _warned:
+            _warned.add(entry)
             log.warning("ignoring %s in model repository %s: not a version directory", name, base_path)
     return sorted(versions)
+
+
+def fingerprint(version_dir: Path) -> Fingerprint:
+    """Names, sizes, mtimes and inodes of everything under ``version_dir`` (empty when unreadable).
+
+    A version that failed to load is tried again when this changes, so rewriting or replacing any
+    file of it (model, weights, ``mapping_config.json``) is noticed.
+    """
+    entries: list[tuple[str, int, int, int]] = []
+    for root, dirs, files in os.walk(version_dir):
+        for name in dirs + files:
+            full = os.path.join(root, name)
+            try:
+                st = os.stat(full)
+            except OSError:  # removed while we looked: the next scan sees the result
+                continue
+            entries.append((os.path.relpath(full, version_dir), st.st_size, st.st_mtime_ns, st.st_ino))
+    return tuple(sorted(entries))
 
 
 def find_model_file(version_dir: Path) -> Path | None:

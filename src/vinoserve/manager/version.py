@@ -14,7 +14,7 @@ from ..metrics import Metrics
 from ..runtime.openvino import CompiledVariant, Runtime, SourceModel
 from ..scheduling.variants import VariantCache, VariantKey
 from ..types import ModelMetadata, Shape, TensorSpec, VersionState, VersionStatus
-from .repository import Mapping, find_model_file, read_mapping
+from .repository import Fingerprint, Mapping, find_model_file, fingerprint, read_mapping
 from .setup import InputRule, plan_inputs
 from .validate import check_request
 
@@ -34,6 +34,8 @@ class ModelVersion:
         self.path = config.base_path / str(version)
         self.state = VersionState.START
         self.error = ""
+        # the directory as it was when the load began: a failed load is retried once it differs
+        self.fingerprint: Fingerprint | None = None
         self._runtime = runtime
         self._metrics = metrics
         self._executor = executor
@@ -53,6 +55,11 @@ class ModelVersion:
         """State and load error."""
         return VersionStatus(self.version, self.state, self.error)
 
+    @property
+    def failed(self) -> bool:
+        """The load was attempted and failed (the version stays LOADING with its error, as in OVMS)."""
+        return self.state == VersionState.LOADING and bool(self.error)
+
     async def load(self) -> None:
         """Read, set layouts and shapes, compile; on failure stay LOADING with the error (as OVMS)."""
         self.state = VersionState.LOADING
@@ -64,12 +71,15 @@ class ModelVersion:
             log.exception("loading model %s version %s failed", self.name, self.version)
             self.error = str(exc) or type(exc).__name__
         else:
+            if self.state != VersionState.LOADING:  # retired while it loaded (shutdown): stay retired
+                return
             self.state = VersionState.AVAILABLE
             log.info("Model %s version %s is AVAILABLE", self.name, self.version)
             return
         log.error("Model %s version %s failed to load: %s", self.name, self.version, self.error)
 
     def _load_blocking(self) -> None:
+        self.fingerprint = fingerprint(self.path)
         if ".." in self.path.parts:
             raise VinoserveError(StatusCode.INTERNAL, "Path with '..' is not allowed")
         file = find_model_file(self.path)
@@ -98,14 +108,29 @@ class ModelVersion:
         return self._source.compile(shapes, cfg.target_device, cfg.plugin_config, cfg.nireq)
 
     async def retire(self) -> None:
-        """UNLOADING until in-flight requests finish, then END; compiled models are released."""
+        """UNLOADING until in-flight requests finish, then END; compiled models are released.
+
+        No new request gets past ``infer``'s state check once this has run its first line, and every
+        request that did get past it is counted in ``_inflight`` before its first await, so the wait
+        below covers all of them, including one still waiting for a shape variant to compile.
+        """
         self.state = VersionState.UNLOADING
         await self._idle.wait()
         self._base = None
         if self._cache is not None:
             self._cache.clear()
         self._source = None
+        self.error = ""  # a retired version is not in error, whatever its last load said
         self.state = VersionState.END
+
+    def refresh_variant_gauge(self) -> None:
+        """Publish this version's resident variant count again.
+
+        An object this one replaced (same name and version, new config) zeroes the shared gauge when
+        it retires; the manager calls this afterwards.
+        """
+        if self._cache is not None:
+            self._metrics.variants_resident.labels(*self._labels).set(len(self._cache))
 
     # -- serving -----------------------------------------------------------------------------
     def metadata(self) -> ModelMetadata:
@@ -129,6 +154,8 @@ class ModelVersion:
     async def infer(self, inputs: dict[str, np.ndarray],
                     requested: list[str] | None = None) -> dict[str, np.ndarray]:
         """Validate, pick (or compile) the variant, run, and name the outputs for the client."""
+        # From here to ``_inflight += 1`` there is no await: retire() cannot slip in between, and the
+        # manager hands out a version and the caller enters this method in one step of the loop.
         if self.state != VersionState.AVAILABLE:
             code = StatusCode.VERSION_RETIRED if self.state >= VersionState.UNLOADING else \
                 StatusCode.VERSION_NOT_LOADED

@@ -51,12 +51,15 @@ class Model:
 
         New versions (and ones removed before and added again) get new objects; a version whose load
         failed is tried again, as a new object, once its directory changed; versions no longer
-        wanted retire after the new ones have loaded.
+        wanted retire after the new ones have loaded. While a wanted version is failing (e.g. its
+        files are still being copied), versions that the policy drops but that are still on disk
+        keep serving; a version whose directory is gone retires regardless.
         """
         if self.removed:
             return False
         cfg = self.config
-        wanted = set(cfg.version_policy.select(list_versions(cfg.base_path)))
+        on_disk = list_versions(cfg.base_path)
+        wanted = set(cfg.version_policy.select(on_disk))
         live = self._live()
         new = sorted(wanted - set(live))
         gone = sorted(set(live) - wanted)
@@ -70,6 +73,12 @@ class Model:
             log.info("Model %s version %s changed on disk: loading it again", cfg.name, n)
         await asyncio.gather(*(self.versions[n].load() for n in new), *(v.load() for v in fresh.values()))
         self.versions.update(fresh)
+        if any(self.versions[n].failed for n in wanted):
+            kept = [n for n in gone if n in on_disk]
+            if kept and (new or retry):
+                log.warning("Model %s: keeping version(s) %s while a newer version fails to load",
+                            cfg.name, ", ".join(map(str, kept)))
+            gone = [n for n in gone if n not in kept]
         await self._retire([live[n] for n in gone])
         return bool(new or gone or retry)
 

@@ -8,7 +8,7 @@ import shutil
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,7 @@ def add_version(base: Path, version: int, staging: Path, **kw: object) -> None:
     os.rename(staging / str(version), base / str(version))
 
 
-def write_config(path: Path, models: list[dict[str, object]]) -> Path:
+def write_config(path: Path, models: Sequence[Mapping[str, object]]) -> Path:
     path.write_text(json.dumps({"model_config_list": [{"config": m} for m in models]}))
     return path
 

@@ -266,6 +266,13 @@ def test_config_edits_add_change_and_remove_models(serve: Any, tmp_path: Path) -
     assert version_object(s, "c", 1) is not c1 and predict(s, "c") == (1, 3.0)
     assert version_object(s, "a", 1) is a1
 
+    # a changed auto model: the retiring object must not zero the new one's variant count
+    write_config(cfg, [{**a, "nireq": 2}, {**b, "batch_size": "auto"}, {"name": "c", "base_path": "c"}])
+    assert reload(s) is True and version_object(s, "a", 1) is not a1
+    resident = s.server.metrics.registry.get_sample_value("vinoserve_variants_resident",
+                                                          {"name": "a", "version": "1"})
+    assert resident == 1
+
 
 def test_invalid_config_changes_nothing(serve: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     write_affine(tmp_path / "a", 1, bias=1.0)

@@ -94,42 +94,71 @@ def version_object(s: RunningServer, model: str, version: int) -> Any:
 # -- versions on disk --------------------------------------------------------------------------------
 
 
+class Clients:
+    """Four threads sending batch-1 requests without a version until stopped; answers and failures."""
+
+    def __init__(self, s: RunningServer, model: str = "m") -> None:
+        self.seen: list[tuple[int, float]] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(s, model)) for _ in range(4)]
+
+    def _run(self, s: RunningServer, model: str) -> None:
+        with grpc.insecure_channel(s.grpc_address) as ch:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(ch)
+            while not self._stop.is_set() and len(self.seen) < 2000:
+                try:
+                    resp = stub.Predict(request({"b": X1}, model), timeout=30)
+                    self.seen.append((resp.model_spec.version.value, bias_of(resp, X1)))
+                except grpc.RpcError as exc:
+                    self.failures.append(f"{exc.code()}: {exc.details()}")
+
+    def __enter__(self) -> Clients:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+    def wait(self, more: int) -> None:
+        """Until ``more`` further answers arrived."""
+        target = len(self.seen) + more
+        wait_for(lambda: len(self.seen) >= target)
+
+
 def test_new_version_takes_over_under_load_with_zero_failures(serve: Any, tmp_path: Path) -> None:
     base = write_affine(tmp_path / "m", 1, bias=1.0)
     s = serve(["--model_name", "m", "--model_path", str(base), "--file_system_poll_wait_seconds", "0.1",
                "--plugin_config", F32])
-    stop = threading.Event()
-    seen: list[tuple[int, float]] = []
-    failures: list[str] = []
-
-    def client() -> None:
-        with grpc.insecure_channel(s.grpc_address) as ch:
-            stub = prediction_service_pb2_grpc.PredictionServiceStub(ch)
-            while not stop.is_set() and len(seen) < 2000:
-                try:
-                    resp = stub.Predict(request({"b": X1}), timeout=30)
-                    seen.append((resp.model_spec.version.value, bias_of(resp, X1)))
-                except grpc.RpcError as exc:
-                    failures.append(f"{exc.code()}: {exc.details()}")
-
-    threads = [threading.Thread(target=client) for _ in range(4)]
-    for t in threads:
-        t.start()
-    try:
-        wait_for(lambda: len(seen) >= 100)
+    with Clients(s) as clients:
+        clients.wait(100)
         add_version(base, 2, tmp_path / "staging", bias=2.0)
         wait_for(lambda: states(s) == {2: "AVAILABLE", 1: "END"})
-        switched = len(seen)
-        wait_for(lambda: len(seen) >= switched + 100)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(30)
-    assert failures == []
-    assert set(seen) == {(1, 1.0), (2, 2.0)}
-    assert seen[-1] == (2, 2.0) and 200 <= len(seen) <= 2000 + 4
+        clients.wait(100)
+    assert clients.failures == []
+    assert set(clients.seen) == {(1, 1.0), (2, 2.0)}
+    assert clients.seen[-1] == (2, 2.0) and 200 <= len(clients.seen) <= 2000 + 4
     status = ovmsclient.make_grpc_client(s.grpc_address).get_model_status("m")
     assert status[1]["state"] == "END" and status[2]["state"] == "AVAILABLE"
+
+
+def test_changed_config_entry_switches_under_load_with_zero_failures(serve: Any, tmp_path: Path) -> None:
+    write_affine(tmp_path / "m", 1, bias=1.0)
+    entry = {"name": "m", "base_path": "m", "plugin_config": {"INFERENCE_PRECISION_HINT": "f32"}}
+    cfg = write_config(tmp_path / "config.json", [entry])
+    s = serve(["--config_path", str(cfg), "--file_system_poll_wait_seconds", "0"])
+    old = version_object(s, "m", 1)
+    with Clients(s) as clients:
+        clients.wait(100)
+        write_config(cfg, [{**entry, "batch_size": "auto", "nireq": 2}])
+        assert reload(s) is True
+        clients.wait(100)
+    assert clients.failures == [] and len(clients.seen) >= 200
+    assert old.state == VersionState.END and version_object(s, "m", 1) is not old
+    assert predict(s, x=np.ones((3, 10), np.float32)) == (1, 1.0)  # the new entry's batch auto is in force
 
 
 def test_request_waiting_for_a_compile_on_a_retiring_version_completes(serve: Any, tmp_path: Path) -> None:

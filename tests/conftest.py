@@ -9,9 +9,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
+import numpy as np
 import pytest
 
 from vinoserve.cli import build_settings
+from vinoserve.protocol.generated.tensorflow_serving.apis import predict_pb2
 from vinoserve.runtime.openvino import Runtime
 from vinoserve.server import Server
 
@@ -71,3 +73,18 @@ def serve() -> Iterator[Callable[..., RunningServer]]:
     yield start
     for s in started:
         s.stop()
+
+
+def tfs_request(inputs: dict[str, np.ndarray], model: str = "m", version: int | None = None) -> Any:
+    """A TF Serving PredictRequest built by hand (FP32/I32 in ``tensor_content``), not by the server's code."""
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = model
+    if version is not None:
+        req.model_spec.version.value = version
+    for name, arr in inputs.items():
+        t = req.inputs[name]
+        t.dtype = {np.float32: 1, np.int32: 3}[arr.dtype.type]
+        for d in arr.shape:
+            t.tensor_shape.dim.add().size = d
+        t.tensor_content = arr.tobytes()
+    return req

@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from conftest import RunningServer
+from conftest import RunningServer, tfs_request
 from models import write_affine
 
 from vinoserve.protocol.generated.tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
@@ -21,26 +21,12 @@ from vinoserve.protocol.generated.tensorflow_serving.apis import predict_pb2, pr
 X1 = np.arange(10, dtype=np.float32).reshape(1, 10)
 
 
-def request(inputs: dict[str, np.ndarray], model: str = "m", version: int | None = None) -> predict_pb2.PredictRequest:
-    req = predict_pb2.PredictRequest()
-    req.model_spec.name = model
-    if version is not None:
-        req.model_spec.version.value = version
-    for name, arr in inputs.items():
-        t = req.inputs[name]
-        t.dtype = 1
-        for d in arr.shape:
-            t.tensor_shape.dim.add().size = d
-        t.tensor_content = arr.tobytes()
-    return req
-
-
 def predict(s: RunningServer, model: str = "m", version: int | None = None, x: np.ndarray = X1,
             timeout: float = 30) -> tuple[int, float]:
     """(version that answered, bias of the affine model that answered: y - 2x)."""
     with grpc.insecure_channel(s.grpc_address) as ch:
         resp = prediction_service_pb2_grpc.PredictionServiceStub(ch).Predict(
-            request({"b": x}, model, version), timeout=timeout)
+            tfs_request({"b": x}, model, version), timeout=timeout)
     return resp.model_spec.version.value, bias_of(resp, x)
 
 
@@ -100,7 +86,7 @@ class Clients:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(ch)
             while not self._stop.is_set() and len(self.seen) < 2000:
                 try:
-                    resp = stub.Predict(request({"b": X1}, model), timeout=30)
+                    resp = stub.Predict(tfs_request({"b": X1}, model), timeout=30)
                     self.seen.append((resp.model_spec.version.value, bias_of(resp, X1)))
                 except grpc.RpcError as exc:
                     self.failures.append(f"{exc.code()}: {exc.details()}")

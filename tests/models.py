@@ -87,3 +87,17 @@ def write_onnx_affine(base: Path, version: int = 1, batch: int | str = 1) -> Pat
     d.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(d / "model.onnx"))
     return base
+
+
+def write_strings(base: Path, version: int = 1) -> Path:
+    """IR that returns its STRING input ``s`` ([-1]) unchanged."""
+    s = ops.parameter([-1], ov.Type.string, name="s")
+    s.output(0).get_tensor().set_names({"s"})
+    return _save(ov.Model([s.output(0)], [s], "echo"), base, version)
+
+
+def write_bool(base: Path, version: int = 1) -> Path:
+    """IR y = not b, with a BOOL input ``b`` [1,4]."""
+    b = ops.parameter([1, 4], ov.Type.boolean, name="b")
+    b.output(0).get_tensor().set_names({"b"})
+    return _save(ov.Model([_named(ops.logical_not(b), "y")], [b], "not"), base, version)

@@ -104,6 +104,14 @@ class ServerSettings:
         return self.max_request_mb * 1024 * 1024
 
 
+def _json(text: str, what: str) -> object:
+    """A JSON value given on the command line, or one clear StartupError."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StartupError(f"Invalid {what} JSON: {exc.msg}") from None
+
+
 def parse_dim(text: str, what: str) -> Dim:
     """``N``, ``-1`` or ``a:b``."""
     m = _DIM_RE.match(text)
@@ -145,11 +153,7 @@ def parse_shape(text: str) -> dict[str | None, ShapeSetting]:
     """``--shape``: a tuple, ``auto``, or a JSON object of per-input shapes."""
     t = str(text).strip()
     if t.startswith("{"):
-        try:
-            obj = json.loads(t)
-        except json.JSONDecodeError as exc:
-            raise StartupError(f"Invalid shape JSON: {exc.msg}") from None
-        return parse_shape_obj(obj)
+        return parse_shape_obj(_json(t, "shape"))
     return {None: _parse_one_shape(t, "")}
 
 
@@ -182,11 +186,7 @@ def parse_layout(text: str) -> dict[str | None, LayoutSetting]:
     """``--layout``: ``NCHW``, ``NHWC:NCHW`` or a JSON object of per-input layouts."""
     t = str(text).strip()
     if t.startswith("{"):
-        try:
-            obj = json.loads(t)
-        except json.JSONDecodeError as exc:
-            raise StartupError(f"Invalid layout JSON: {exc.msg}") from None
-        return parse_layout_obj(obj)
+        return parse_layout_obj(_json(t, "layout"))
     return {None: _parse_one_layout(t, "")}
 
 
@@ -200,10 +200,7 @@ def parse_layout_obj(obj: object) -> dict[str | None, LayoutSetting]:
 def parse_policy(obj: object) -> VersionPolicy:
     """``model_version_policy`` from a JSON string or object."""
     if isinstance(obj, str):
-        try:
-            obj = json.loads(obj)
-        except json.JSONDecodeError as exc:
-            raise StartupError(f"Invalid model_version_policy JSON: {exc.msg}") from None
+        obj = _json(obj, "model_version_policy")
     if not isinstance(obj, dict) or len(obj) != 1:
         raise StartupError("Invalid model_version_policy: expected one of latest, specific, all")
     kind, body = next(iter(obj.items()))
@@ -227,10 +224,7 @@ def parse_policy(obj: object) -> VersionPolicy:
 def parse_plugin_config(obj: object) -> dict[str, object]:
     """``plugin_config`` from a JSON string or object."""
     if isinstance(obj, str):
-        try:
-            obj = json.loads(obj)
-        except json.JSONDecodeError as exc:
-            raise StartupError(f"Invalid plugin_config JSON: {exc.msg}") from None
+        obj = _json(obj, "plugin_config")
     if not isinstance(obj, dict):
         raise StartupError("Invalid plugin_config: expected a JSON object")
     return {str(k): v for k, v in obj.items()}

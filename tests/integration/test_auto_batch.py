@@ -11,7 +11,7 @@ import grpc
 import numpy as np
 import ovmsclient
 import pytest
-from conftest import F32, RunningServer
+from conftest import F32, RunningServer, tfs_request
 from models import write_affine, write_onnx_affine, write_rigid, write_two_inputs
 
 from vinoserve.protocol.generated.tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
@@ -21,16 +21,7 @@ from vinoserve.runtime.openvino import Runtime
 def predict_raw(server: RunningServer, inputs: dict[str, np.ndarray], model: str = "m",
                 version: int | None = None, timeout: float = 60) -> predict_pb2.PredictResponse:
     """Predict with the project's own stubs; raises grpc.RpcError."""
-    req = predict_pb2.PredictRequest()
-    req.model_spec.name = model
-    if version is not None:
-        req.model_spec.version.value = version
-    for name, arr in inputs.items():
-        t = req.inputs[name]
-        t.dtype = {np.float32: 1, np.int32: 3}[arr.dtype.type]
-        for d in arr.shape:
-            t.tensor_shape.dim.add().size = d
-        t.tensor_content = arr.tobytes()
+    req = tfs_request(inputs, model, version)
     with grpc.insecure_channel(server.grpc_address) as ch:
         return prediction_service_pb2_grpc.PredictionServiceStub(ch).Predict(req, timeout=timeout)
 

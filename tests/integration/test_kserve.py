@@ -5,19 +5,16 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
-import openvino as ov
 import pytest
 import requests
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
 from conftest import F32, RunningServer
-from models import _named, _save, write_affine, write_two_inputs
-from openvino import opset13 as ops
+from models import write_affine, write_bool, write_strings, write_two_inputs
 from tritonclient.utils import InferenceServerException
 
 from vinoserve.protocol.generated.kserve import grpc_predict_v2_pb2 as pb
@@ -27,26 +24,14 @@ DTYPES = {"aff": np.float32, "i32": np.int32, "i64": np.int64, "u8": np.uint8, "
 KSERVE = {np.float32: "FP32", np.int32: "INT32", np.int64: "INT64", np.uint8: "UINT8", np.float16: "FP16"}
 
 
-def _write_bool(base: Path) -> Path:
-    b = ops.parameter([1, 4], ov.Type.boolean, name="b")
-    b.output(0).get_tensor().set_names({"b"})
-    return _save(ov.Model([_named(ops.logical_not(b), "y")], [b], "not"), base)
-
-
-def _write_strings(base: Path) -> Path:
-    s = ops.parameter([-1], ov.Type.string, name="s")
-    s.output(0).get_tensor().set_names({"s"})
-    return _save(ov.Model([s.output(0)], [s], "echo"), base)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """One server for the module: affine models of several dtypes, bool, strings, two inputs, auto."""
     root = tmp_path_factory.mktemp("kserve")
     paths = {name: write_affine(root / name, dtype=dt) for name, dt in DTYPES.items()}
     paths["auto"] = write_affine(root / "auto")
-    paths["bool"] = _write_bool(root / "bool")
-    paths["str"] = _write_strings(root / "str")
+    paths["bool"] = write_bool(root / "bool")
+    paths["str"] = write_strings(root / "str")
     paths["two"] = write_two_inputs(root / "two")
     entries = [{"config": {"name": n, "base_path": str(p), "plugin_config": json.loads(F32),
                            **({"batch_size": "auto"} if n == "auto" else {})}} for n, p in paths.items()]

@@ -10,22 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import openvino as ov
 import pytest
 import requests
 from conftest import F32, RunningServer
-from models import _save, write_affine, write_rigid, write_two_inputs
-from openvino import opset13 as ops
+from models import write_affine, write_rigid, write_strings, write_two_inputs
 
 X = list(range(10))
 Y = [2 * v + 1 for v in X]
-
-
-def _write_strings(base: Path) -> Path:
-    """IR that returns its STRING input ``s`` ([-1]) unchanged."""
-    s = ops.parameter([-1], ov.Type.string, name="s")
-    s.output(0).get_tensor().set_names({"s"})
-    return _save(ov.Model([s.output(0)], [s], "echo"), base)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +25,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     root = tmp_path_factory.mktemp("tfs")
     (root / "broken" / "1").mkdir(parents=True)
     paths = {"aff": write_affine(root / "aff"), "two": write_two_inputs(root / "two"),
-             "str": _write_strings(root / "str"), "rigid": write_rigid(root / "rigid"), "broken": root / "broken"}
+             "str": write_strings(root / "str"), "rigid": write_rigid(root / "rigid"), "broken": root / "broken"}
     entries = [{"config": {"name": n, "base_path": str(p), "plugin_config": json.loads(F32),
                            **({"batch_size": "auto"} if n == "rigid" else {})}} for n, p in paths.items()]
     config = root / "config.json"

@@ -144,12 +144,9 @@ class ModelVersion:
         return ModelMetadata(
             self.name, self.version,
             tuple(TensorSpec(self._mapping.inputs.get(p.name, p.name), p.precision,
-                             self._shown_shape(p.name, p.shape), self._rules[p.name].layout) for p in ins),
+                             p.shape, self._rules[p.name].layout) for p in ins),
             tuple(TensorSpec(self._mapping.outputs.get(p.name, p.name), p.precision, p.shape) for p in outs),
         )
-
-    def _shown_shape(self, name: str, shape: Shape) -> Shape:
-        return shape
 
     async def infer(self, inputs: dict[str, np.ndarray],
                     requested: list[str] | None = None) -> dict[str, np.ndarray]:

@@ -190,7 +190,7 @@ class CompiledVariant:
                 await asyncio.shield(fut)  # the request must finish before it goes back to the pool
                 req.wait()  # returns at once; raises if the inference itself failed
                 t2 = time.perf_counter()
-                outs = {p.name: np.array(req.get_tensor(p.name).data, copy=True) for p in self.outputs}
+                outs = {p.name: _read(req.get_tensor(p.name), p) for p in self.outputs}
             except VinoserveError:
                 raise
             except Exception as exc:
@@ -215,6 +215,13 @@ class CompiledVariant:
             dst = tensor.data.view(np.uint16) if t == ov.Type.bf16 else tensor.data
             np.copyto(dst.reshape(arr.shape), arr.view(np.uint16) if t == ov.Type.bf16 else arr)
             req.set_tensor(name, tensor)
+
+
+def _read(tensor: ov.Tensor, port: Port) -> np.ndarray:
+    """A copy of an output (the infer request reuses its memory); strings as an object array of bytes."""
+    if port.precision.name == "STRING":
+        return np.array(tensor.bytes_data, dtype=object).reshape(tuple(tensor.shape))
+    return np.array(tensor.data, copy=True)
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

@@ -28,6 +28,8 @@ def test_every_status_code_is_mapped() -> None:
         (StatusCode.RESHAPE_ERROR, grpc.StatusCode.FAILED_PRECONDITION),
         (StatusCode.REQUEST_TOO_LARGE, grpc.StatusCode.RESOURCE_EXHAUSTED),
         (StatusCode.OVERLOADED, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (StatusCode.INVALID_MESSAGE, grpc.StatusCode.INVALID_ARGUMENT),
+        (StatusCode.SHUTTING_DOWN, grpc.StatusCode.UNAVAILABLE),
         (StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNIMPLEMENTED),
         (StatusCode.INTERNAL, grpc.StatusCode.INTERNAL),
     ],
@@ -40,7 +42,7 @@ def test_everything_else_is_invalid_argument() -> None:
     special = {
         StatusCode.MODEL_NOT_FOUND, StatusCode.VERSION_NOT_FOUND, StatusCode.VERSION_RETIRED,
         StatusCode.VERSION_NOT_LOADED, StatusCode.RESHAPE_ERROR, StatusCode.REQUEST_TOO_LARGE,
-        StatusCode.OVERLOADED, StatusCode.UNIMPLEMENTED, StatusCode.INTERNAL,
+        StatusCode.OVERLOADED, StatusCode.UNIMPLEMENTED, StatusCode.INTERNAL, StatusCode.SHUTTING_DOWN,
     }
     for code in set(StatusCode) - special:
         assert grpc_code(code) is grpc.StatusCode.INVALID_ARGUMENT, code

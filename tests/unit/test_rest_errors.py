@@ -26,6 +26,8 @@ def test_every_status_code_is_mapped() -> None:
         (StatusCode.RESHAPE_ERROR, 412),
         (StatusCode.REQUEST_TOO_LARGE, 413),
         (StatusCode.OVERLOADED, 503),
+        (StatusCode.INVALID_MESSAGE, 400),
+        (StatusCode.SHUTTING_DOWN, 503),
         (StatusCode.UNIMPLEMENTED, 501),
         (StatusCode.INTERNAL, 500),
     ],
@@ -38,7 +40,7 @@ def test_everything_else_is_bad_request() -> None:
     special = {
         StatusCode.MODEL_NOT_FOUND, StatusCode.VERSION_NOT_FOUND, StatusCode.VERSION_RETIRED,
         StatusCode.VERSION_NOT_LOADED, StatusCode.RESHAPE_ERROR, StatusCode.REQUEST_TOO_LARGE,
-        StatusCode.OVERLOADED, StatusCode.UNIMPLEMENTED, StatusCode.INTERNAL,
+        StatusCode.OVERLOADED, StatusCode.UNIMPLEMENTED, StatusCode.INTERNAL, StatusCode.SHUTTING_DOWN,
     }
     for code in set(StatusCode) - special:
         assert http_status(code) == 400, code

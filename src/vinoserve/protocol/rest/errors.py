@@ -30,6 +30,8 @@ HTTP_STATUS: dict[StatusCode, int] = {
     StatusCode.RESHAPE_ERROR: 412,
     StatusCode.REQUEST_TOO_LARGE: 413,
     StatusCode.OVERLOADED: 503,
+    StatusCode.INVALID_MESSAGE: 400,
+    StatusCode.SHUTTING_DOWN: 503,
     StatusCode.UNIMPLEMENTED: 501,
     StatusCode.INTERNAL: 500,
 }

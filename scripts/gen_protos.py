@@ -8,7 +8,9 @@ Runs ``grpc_tools.protoc`` and rewrites its output so that
 * every file is added to the private descriptor pool in ``generated/_pool.py`` instead of
   protobuf's default pool, so vinoserve shares a process with tritonclient, tensorflow or
   tensorflow-serving-api, which register the same ``tensorflow.*`` / ``inference.*`` names;
-* every directory is a package (``__init__.py``).
+* every directory is a package (``__init__.py``);
+* every message module has a ``.pyi`` stub (``--pyi_out``), so request and response types are real
+  types to mypy rather than ``Any``.
 
 The gencode must load on protobuf 5.26 and newer, so the script insists on the pinned
 grpcio-tools (its protoc emits 5.26.1 gencode, which has no runtime version check).
@@ -68,7 +70,8 @@ def _run_protoc(out: Path) -> None:
 
     include = str(resources.files("grpc_tools") / "_proto")
     sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
-    args = ["protoc", f"-I{PROTOS}", f"-I{include}", f"--python_out={out}", f"--grpc_python_out={out}"]
+    args = ["protoc", f"-I{PROTOS}", f"-I{include}", f"--python_out={out}", f"--pyi_out={out}",
+            f"--grpc_python_out={out}"]
     if protoc.main([*args, *sources]) != 0:
         sys.exit("protoc failed")
 
@@ -105,7 +108,7 @@ def generate(out: Path) -> None:
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)
-        for src in sorted(raw.rglob("*.py")):
+        for src in sorted([*raw.rglob("*.py"), *raw.rglob("*.pyi")]):
             text = src.read_text()
             # The gRPC plugin writes a stub for every proto; keep only those with services.
             if src.name.endswith("_pb2_grpc.py") and "class " not in text:

@@ -25,7 +25,7 @@ def _load_script():  # scripts/ is not a package
 
 
 def _tree(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*.py")}
+    return {str(p.relative_to(root)) for pattern in ("*.py", "*.pyi") for p in root.rglob(pattern)}
 
 
 def test_generated_code_is_fresh(tmp_path: Path) -> None:

@@ -101,3 +101,26 @@ def write_bool(base: Path, version: int = 1) -> Path:
     b = ops.parameter([1, 4], ov.Type.boolean, name="b")
     b.output(0).get_tensor().set_names({"b"})
     return _save(ov.Model([_named(ops.logical_not(b), "y")], [b], "not"), base, version)
+
+
+def slow_model(size: int = 512, depth: int = 8, repeat: int = 8192) -> ov.Model:
+    """``y = np.roll(x, depth, axis=1)``, computed slowly: ``repeat`` copies of the batch go through
+    ``depth`` MatMuls with a cyclic permutation matrix, then a max over the (equal) copies.
+
+    Input ``x`` [-1, size] f32, output ``y``. The work grows with the batch and ``repeat`` while the
+    request stays small and the answer exact, so tests can keep requests in flight and check each one.
+    """
+    x = ops.parameter([-1, size], ov.Type.f32, name="x")
+    x.output(0).get_tensor().set_names({"x"})
+    copies = ops.tile(x, ops.constant(np.array([repeat, 1], np.int64)))
+    h: ov.Node = ops.reshape(copies, ops.constant(np.array([repeat, -1, size], np.int64)), special_zero=False)
+    shift = np.roll(np.eye(size, dtype=np.float32), 1, axis=1)  # column j+1 takes column j
+    for _ in range(depth):
+        h = ops.matmul(h, ops.constant(shift), False, False)
+    y = ops.reduce_max(h, ops.constant(np.array([0], np.int64)), keep_dims=False)
+    return ov.Model([_named(y, "y")], [x], "slow")
+
+
+def write_slow(base: Path, version: int = 1, **kw: int) -> Path:
+    """An IR of :func:`slow_model` in ``base/version``."""
+    return _save(slow_model(**kw), base, version)

@@ -18,6 +18,7 @@ from .config import (
     parse_shape,
 )
 from .errors import StartupError
+from .tls import tls_files
 
 _MODEL_FLAGS = ("batch_size", "shape", "layout", "model_version_policy", "nireq", "target_device",
                 "plugin_config")
@@ -63,6 +64,11 @@ def make_parser() -> argparse.ArgumentParser:
     a("--cache_dir")
     a("--max_request_mb", type=int, default=1024)
     a("--shape_variants", type=int, default=4, help="compiled shape variants kept per version under auto")
+    a("--tls_cert", help="PEM certificate chain: both ports serve TLS (with --tls_key)")
+    a("--tls_key", help="PEM private key of --tls_cert")
+    a("--tls_client_ca", help="PEM CA bundle: clients must present a certificate it signed (mutual TLS)")
+    a("--shutdown_timeout_s", type=float, default=30.0,
+      help="on SIGTERM/SIGINT, in-flight requests get this long before they are cancelled")
     return p
 
 
@@ -86,6 +92,9 @@ def build_settings(argv: list[str]) -> ServerSettings:
         raise StartupError("--shape_variants must be at least 1")
     if ns.file_system_poll_wait_seconds < 0:
         raise StartupError("--file_system_poll_wait_seconds must not be negative")
+    if not ns.shutdown_timeout_s >= 0:  # also refuses nan
+        raise StartupError("--shutdown_timeout_s must not be negative")
+    tls = tls_files(ns.tls_cert, ns.tls_key, ns.tls_client_ca)
     if ns.metrics_enable and ns.rest_port == 0:
         raise StartupError("--metrics_enable needs --rest_port")
     given = [f for f in ("model_name", "model_path", *_MODEL_FLAGS) if getattr(ns, f) is not None]
@@ -109,7 +118,7 @@ def build_settings(argv: list[str]) -> ServerSettings:
         rest_bind_address=ns.rest_bind_address, models=models, config_path=config_path,
         file_system_poll_wait_seconds=ns.file_system_poll_wait_seconds, log_level=ns.log_level,
         metrics_enable=metrics_enable, cache_dir=ns.cache_dir, max_request_mb=ns.max_request_mb,
-        shape_variants=ns.shape_variants,
+        shape_variants=ns.shape_variants, tls=tls, shutdown_timeout_s=ns.shutdown_timeout_s,
     )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import StartupError
+from .tls import TlsFiles
 from .types import Dim
 
 _DIM_RE = re.compile(r"^\s*(-?\d+)\s*(?::\s*(\d+)\s*)?$")
@@ -97,6 +98,8 @@ class ServerSettings:
     cache_dir: str | None = None
     max_request_mb: int = 1024
     shape_variants: int = 4  # the default of models that do not set their own (config reloads need it)
+    tls: TlsFiles | None = None  # both ports serve TLS (and demand client certificates with a client CA)
+    shutdown_timeout_s: float = 30.0  # in-flight requests get this long after SIGTERM/SIGINT
 
     @property
     def max_request_bytes(self) -> int:

@@ -6,6 +6,7 @@ import logging
 import time
 
 from . import __version__
+from .drain import Drain
 from .errors import StatusCode, VinoserveError
 from .manager.manager import ModelManager
 from .metrics import Metrics
@@ -21,6 +22,7 @@ class DataPlane:
         self.manager = manager
         self.metrics = metrics
         self.max_request_bytes = max_request_bytes
+        self.drain = Drain()  # shutting down: not ready, new requests refused
 
     # -- server -----------------------------------------------------------------------------
     def live(self) -> bool:
@@ -28,8 +30,8 @@ class DataPlane:
         return True
 
     def ready(self) -> bool:
-        """Every configured model finished its first load attempt."""
-        return self.manager.ready
+        """Every configured model finished its first load attempt, and the server is not shutting down."""
+        return self.manager.ready and not self.drain.closing
 
     def server_metadata(self) -> dict[str, object]:
         """KServe ServerMetadata: name, version, extensions."""

@@ -15,8 +15,11 @@ from .metrics import Metrics
 from .runtime.openvino import Runtime
 
 log = logging.getLogger(__name__)
-# In-flight requests get this long to finish on SIGTERM/SIGINT before they are cut.
-SHUTDOWN_GRACE_S = 30.0
+# gRPC's own grace runs this much longer than the drain, so calls the drain cuts answer UNAVAILABLE
+# first; only calls that never reached a handler (a message still arriving) are left for gRPC to end.
+_GRPC_EXTRA_GRACE_S = 1.0
+# Cut requests answer within this long (their cancellation runs no inference).
+_CUT_WAIT_S = 5.0
 
 
 class Server:
@@ -39,17 +42,19 @@ class Server:
         """Open the ports (``settings.port``/``rest_port``; -1 here means 'any free port'), then load."""
         s = self.settings
         if s.port and bind_grpc:
-            from .protocol.grpc.server import start_grpc_server
+            from .protocol.grpc.server import start_grpc_server, tls_credentials
 
+            creds = tls_credentials(*s.tls.read()) if s.tls else None
             self._grpc, self.grpc_port = await start_grpc_server(
-                self.dataplane, s.grpc_bind_address, max(s.port, 0), s.max_request_bytes)
+                self.dataplane, s.grpc_bind_address, max(s.port, 0), s.max_request_bytes, creds)
             log.info("gRPC server listening on %s:%d", s.grpc_bind_address, self.grpc_port)
         if s.rest_port and bind_rest:
             from .protocol.rest.app import start_rest_server
+            from .tls import server_context
 
             self._rest, self.rest_port = await start_rest_server(
                 self.dataplane, s.rest_bind_address, max(s.rest_port, 0), s.max_request_bytes,
-                s.metrics_enable)
+                s.metrics_enable, server_context(s.tls) if s.tls else None)
             log.info("REST server listening on %s:%d", s.rest_bind_address, self.rest_port)
         self._tasks.append(asyncio.create_task(self.manager.start()))
         if s.file_system_poll_wait_seconds > 0:
@@ -59,12 +64,32 @@ class Server:
         """Until every model had its first load attempt."""
         await self._tasks[0]
 
-    async def stop(self, grace: float = SHUTDOWN_GRACE_S) -> None:
-        """Stop accepting, let in-flight requests finish (up to ``grace`` s), release models."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Shut down as Kubernetes expects; ``grace`` defaults to ``--shutdown_timeout_s``.
+
+        At once: readiness turns false, both ports stop accepting connections, and new requests on
+        open connections are refused with UNAVAILABLE / 503. In-flight requests get ``grace``
+        seconds to finish; the rest are then cancelled with UNAVAILABLE / 503. Then models are released.
+        """
+        grace = self.settings.shutdown_timeout_s if grace is None else grace
+        drain = self.dataplane.drain
+        drain.close(grace)
         for t in self._tasks[1:]:
             t.cancel()
-        if self._grpc is not None:
-            await self._grpc.stop(grace)
+        grpc_stopped = None
+        if self._grpc is not None:  # gRPC closes its port and sends GOAWAY at once
+            grpc_stopped = asyncio.create_task(self._grpc.stop(grace + _GRPC_EXTRA_GRACE_S))
+        if self._rest is not None:
+            from .protocol.rest.app import stop_listening
+
+            await stop_listening(self._rest)
+        if drain.in_flight:
+            log.info("Shutting down: waiting for %d in-flight requests (up to %g s)", drain.in_flight, grace)
+        if not await drain.wait(grace):
+            log.warning("Shutting down: cancelling %d requests still running after %g s", drain.cut(), grace)
+            await drain.wait(_CUT_WAIT_S)
+        if grpc_stopped is not None:
+            await grpc_stopped
         if self._rest is not None:
             await self._rest.cleanup()
         with contextlib.suppress(asyncio.CancelledError):
@@ -85,7 +110,10 @@ async def _serve(settings: ServerSettings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("Shutting down: finishing in-flight requests")
+    log.info("Shutting down: readiness is now false and new requests are refused")
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal does not cut the drain short
+        loop.remove_signal_handler(sig)
+        loop.add_signal_handler(sig, lambda: log.info("Already shutting down"))
     await server.stop()
     return 0
 

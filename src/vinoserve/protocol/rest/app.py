@@ -7,13 +7,16 @@ and the model manager (no threads, no second loop), and it parses HTTP with a C 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from vinoserve.dataplane import DataPlane
+from vinoserve.drain import Drain
 from vinoserve.errors import StatusCode, VinoserveError
 from vinoserve.protocol.rest import kserve, tfs
 from vinoserve.protocol.rest.errors import error_response, internal_error, json_error
@@ -22,6 +25,10 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Health checks keep answering while shutting down: ready says 503, live 200.
+_ALWAYS_SERVED = frozenset({"/v2/health/live", "/v2/health/ready"})
+# After the drain, idle keep-alive connections and responses still being written get this long.
+_CLOSE_CONNECTIONS_S = 2.0
 
 
 def _too_large(limit: int, size: int | None) -> VinoserveError:
@@ -55,6 +62,30 @@ def _error_middleware(limit: int) -> Middleware:
     return errors
 
 
+def _drain_middleware(drain: Drain) -> Middleware:
+    """Track requests for the drain; while shutting down, refuse new ones and close connections after."""
+
+    @web.middleware
+    async def draining(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if drain.closing and request.path not in _ALWAYS_SERVED:
+            response: web.StreamResponse = error_response(drain.refused())
+        else:
+            task = drain.enter()
+            try:
+                response = await handler(request)
+            except asyncio.CancelledError:
+                if not drain.was_cut(task):
+                    raise
+                response = error_response(drain.cut_error())
+            finally:
+                drain.leave(task)
+        if drain.closing:  # the client's next request goes to a new connection, which is refused
+            response.force_close()
+        return response
+
+    return draining
+
+
 def _metrics_route(dataplane: DataPlane) -> Handler:
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=dataplane.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
@@ -64,7 +95,8 @@ def _metrics_route(dataplane: DataPlane) -> Handler:
 
 def build_app(dataplane: DataPlane, max_request_bytes: int, metrics_enable: bool) -> web.Application:
     """The aiohttp application with every route; bodies above ``max_request_bytes`` get 413."""
-    app = web.Application(client_max_size=max_request_bytes, middlewares=[_error_middleware(max_request_bytes)])
+    app = web.Application(client_max_size=max_request_bytes,
+                          middlewares=[_drain_middleware(dataplane.drain), _error_middleware(max_request_bytes)])
     tfs.add_routes(app.router, dataplane)
     kserve.add_routes(app.router, dataplane)
     if metrics_enable:
@@ -73,17 +105,20 @@ def build_app(dataplane: DataPlane, max_request_bytes: int, metrics_enable: bool
 
 
 async def start_rest_server(
-    dataplane: DataPlane, address: str, port: int, max_request_bytes: int, metrics_enable: bool
+    dataplane: DataPlane, address: str, port: int, max_request_bytes: int, metrics_enable: bool,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> tuple[web.AppRunner, int]:
-    """Serve HTTP on ``address:port`` (0 = any free port); returns (runner, bound port).
+    """Serve HTTP (HTTPS with ``ssl_context``) on ``address:port`` (0 = any free port); returns (runner, port).
 
-    ``await runner.cleanup()`` stops it. Raises ``OSError`` when the address cannot be bound.
+    :func:`stop_listening` closes the port at once; ``await runner.cleanup()`` then closes the
+    connections left. Raises ``OSError`` when the address cannot be bound.
     """
     app = build_app(dataplane, max_request_bytes, metrics_enable)
     # No access log: a log line per request costs more than routing it.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # The drain (Server.stop) bounds in-flight requests; the runner's own timeout only covers closing.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=_CLOSE_CONNECTIONS_S)
     await runner.setup()
-    site = web.TCPSite(runner, address, port, reuse_port=False)
+    site = web.TCPSite(runner, address, port, reuse_port=False, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError:
@@ -95,3 +130,9 @@ async def start_rest_server(
             bound = int(addr[1])
             break
     return runner, bound
+
+
+async def stop_listening(runner: web.AppRunner) -> None:
+    """Close the listening socket now; open connections stay until ``runner.cleanup()``."""
+    for site in list(runner.sites):
+        await site.stop()

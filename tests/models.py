@@ -114,9 +114,9 @@ def slow_model(size: int = 512, depth: int = 8, repeat: int = 8192) -> ov.Model:
     x.output(0).get_tensor().set_names({"x"})
     copies = ops.tile(x, ops.constant(np.array([repeat, 1], np.int64)))
     h: ov.Node = ops.reshape(copies, ops.constant(np.array([repeat, -1, size], np.int64)), special_zero=False)
-    shift = np.roll(np.eye(size, dtype=np.float32), 1, axis=1)  # column j+1 takes column j
-    for _ in range(depth):
-        h = ops.matmul(h, ops.constant(shift), False, False)
+    shift = ops.constant(np.roll(np.eye(size, dtype=np.float32), 1, axis=1))  # column j+1 takes column j
+    for _ in range(depth):  # one shared weight, so a deep model stays a small file
+        h = ops.matmul(h, shift, False, False)
     y = ops.reduce_max(h, ops.constant(np.array([0], np.int64)), keep_dims=False)
     return ov.Model([_named(y, "y")], [x], "slow")
 

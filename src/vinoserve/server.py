@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sys
 from typing import Any
 
 from .config import ServerSettings
@@ -94,6 +96,11 @@ class Server:
             await self._rest.cleanup()
         with contextlib.suppress(asyncio.CancelledError):
             await self._tasks[0]
+        if drain.cutting:
+            # A cut request's inference is still running inside OpenVINO, and releasing its compiled
+            # model waits for it to end; the process is about to exit, which releases everything.
+            log.info("vinoserve stopped (models left to the process exit: an inference is still running)")
+            return
         await self.manager.stop()
         log.info("vinoserve stopped")
 
@@ -115,6 +122,13 @@ async def _serve(settings: ServerSettings) -> int:
         loop.remove_signal_handler(sig)
         loop.add_signal_handler(sig, lambda: log.info("Already shutting down"))
     await server.stop()
+    if server.dataplane.drain.cutting:
+        # Releasing a model whose inference still runs blocks until that inference ends, and the
+        # interpreter's own exit would release it: end the process here to keep the timeout bounded.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

@@ -34,19 +34,22 @@ def _no_password() -> str:
     raise StartupError("encrypted private keys are not supported")
 
 
-def _read(path: Path, flag: str) -> None:
+def _read(path: Path, flag: str, marker: bytes) -> None:
+    """The file must be readable and hold a PEM block whose label ends in ``marker``."""
     try:
-        with path.open("rb") as f:
-            f.read(1)
+        text = path.read_bytes()
     except OSError as exc:
         raise StartupError(f"Cannot read {flag} file {path}: {exc.strerror or exc}") from None
+    if b"-----BEGIN " not in text or marker + b"-----" not in text:
+        what = "private key" if marker == b"PRIVATE KEY" else "certificate"
+        raise StartupError(f"Invalid {flag} file {path}: not a PEM {what}")
 
 
 def _why(exc: ssl.SSLError) -> str:
     reason = exc.reason or ""
     if reason == "KEY_VALUES_MISMATCH":
         return "the key does not match the certificate"
-    if reason in ("NO_START_LINE", "PEM_LIB", "BAD_END_LINE", "BAD_BASE64_DECODE"):
+    if reason in ("NO_START_LINE", "PEM_LIB", "BAD_END_LINE", "BAD_BASE64_DECODE") or "PEM lib" in str(exc):
         return "not a valid PEM file"
     return str(exc.args[1] if len(exc.args) > 1 else exc)
 
@@ -56,9 +59,10 @@ def server_context(files: TlsFiles) -> ssl.SSLContext:
 
     Raises :class:`StartupError` naming the flag and the file when something cannot be loaded.
     """
-    for path, flag in ((files.cert, "--tls_cert"), (files.key, "--tls_key"), (files.client_ca, "--tls_client_ca")):
+    for path, flag, marker in ((files.cert, "--tls_cert", b"CERTIFICATE"), (files.key, "--tls_key", b"PRIVATE KEY"),
+                               (files.client_ca, "--tls_client_ca", b"CERTIFICATE")):
         if path is not None:
-            _read(path, flag)
+            _read(path, flag, marker)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:

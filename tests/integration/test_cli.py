@@ -70,3 +70,38 @@ def test_serves_then_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.mark.parametrize("flags, text", [
+    (["--tls_cert", "{server}"], "--tls_cert and --tls_key go together"),
+    (["--tls_key", "{server_key}"], "--tls_cert and --tls_key go together"),
+    (["--tls_client_ca", "{ca}"], "--tls_client_ca needs --tls_cert and --tls_key"),
+    (["--tls_cert", "{dir}/missing.pem", "--tls_key", "{server_key}"], "Cannot read --tls_cert file"),
+    (["--tls_cert", "{server}", "--tls_key", "{dir}"], "Cannot read --tls_key file"),
+    (["--tls_cert", "{garbage}", "--tls_key", "{server_key}"], "Invalid --tls_cert file"),
+    (["--tls_cert", "{server}", "--tls_key", "{server}"], "Invalid --tls_key file"),
+    (["--tls_cert", "{broken}", "--tls_key", "{server_key}"], "not a valid PEM file"),
+    (["--tls_cert", "{server}", "--tls_key", "{rogue_key}"], "the key does not match the certificate"),
+    (["--tls_cert", "{server}", "--tls_key", "{server_key}", "--tls_client_ca", "{garbage}"],
+     "Invalid --tls_client_ca file"),
+    (["--tls_cert", "{server}", "--tls_key", "{encrypted}"], "encrypted private keys are not supported"),
+    (["--shutdown_timeout_s", "-1"], "--shutdown_timeout_s must not be negative"),
+])
+def test_tls_and_shutdown_mistakes_are_one_line(tmp_path: Path, flags: list[str], text: str) -> None:
+    from cryptography.hazmat.primitives import serialization as ser
+    from tls_certs import make_certs
+
+    certs = make_certs(tmp_path)
+    key = ser.load_pem_private_key(certs.server_key.read_bytes(), None)
+    (tmp_path / "encrypted.key").write_bytes(
+        key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.BestAvailableEncryption(b"secret")))
+    (tmp_path / "garbage.pem").write_text("not a certificate\n")
+    pem = certs.server.read_text().splitlines()
+    (tmp_path / "broken.pem").write_text("\n".join([*pem[:3], *pem[-1:]]) + "\n")  # cut short inside
+    names = {"dir": tmp_path, "garbage": tmp_path / "garbage.pem", "broken": tmp_path / "broken.pem",
+             "encrypted": tmp_path / "encrypted.key", **vars(certs)}
+    res = run_cli("--port", "9000", "--model_name", "m", "--model_path", "x", *[f.format(**names) for f in flags])
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and text in lines[0], res.stderr
+    assert "Traceback" not in res.stderr

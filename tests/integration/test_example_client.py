@@ -18,6 +18,7 @@ import openvino as ov
 import pytest
 from models import write_affine
 from openvino import opset13 as ops
+from tls_certs import Certs, make_certs
 
 from vinoserve.client import ClientError, TfsClient
 
@@ -71,11 +72,11 @@ def data(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def serve_quadrants(serve, base: Path, classes: int = 4):  # type: ignore[no-untyped-def]
-    """Serve the quadrant model as ``quad`` with ``--batch_size auto``."""
+def serve_quadrants(serve, base: Path, classes: int = 4, extra: list[str] | None = None):  # type: ignore[no-untyped-def]
+    """Serve the quadrant model as ``quad`` with ``--batch_size auto`` (and ``extra`` flags)."""
     ov.save_model(quadrant_model(classes), str(base / "quad" / "1" / "model.xml"), compress_to_fp16=False)
     return serve(["--model_name", "quad", "--model_path", str(base / "quad"), "--batch_size", "auto",
-                  "--plugin_config", F32])
+                  "--plugin_config", F32, *(extra or [])])
 
 
 @pytest.fixture
@@ -298,138 +299,53 @@ def test_library_sends_messages_above_grpc_default_limit(serve, tmp_path: Path) 
     np.testing.assert_allclose(y, x * 2 + 1, rtol=1e-6)
 
 
-# --- TLS: vinoserve serves no TLS yet, so a small TLS server with known answers stands in -----
-
-
-def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate for ``localhost``/127.0.0.1 and its key, as PEM files."""
-    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
-    try:
-        import datetime
-
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-    except ImportError:  # fall back on the openssl command line
-        import shutil
-
-        if shutil.which("openssl") is None:
-            pytest.skip("neither the cryptography package nor openssl is available to make certificates")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                        "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", f"/CN={name}",
-                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                       check=True, capture_output=True, timeout=60)
-        return cert, key
-    import ipaddress
-
-    pkey = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    certificate = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(pkey.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(pkey, hashes.SHA256())
-    )
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(pkey.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    return cert, key
-
-
-def tls_server(server_cert: Path, server_key: Path, client_ca: Path | None = None):  # type: ignore[no-untyped-def]
-    """A TLS gRPC server answering Predict like the quadrant model and metadata with class names."""
-    from concurrent import futures
-
-    import grpc
-
-    from vinoserve.protocol.generated.tensorflow_serving.apis import (
-        get_model_metadata_pb2,
-        predict_pb2,
-        prediction_service_pb2_grpc,
-    )
-    from vinoserve.protocol.grpc.convert import array_to_tensor, tensor_to_array
-
-    class Quadrants(prediction_service_pb2_grpc.PredictionServiceServicer):
-        def Predict(self, request, context):  # type: ignore[no-untyped-def]
-            x = tensor_to_array(request.inputs["image"], "image")
-            logits = x.reshape(len(x), 3, 2, 4, 2, 4).mean(axis=(3, 5)).sum(axis=1).reshape(len(x), 4)
-            e = np.exp(logits - logits.max(axis=1, keepdims=True))
-            response = predict_pb2.PredictResponse()
-            response.outputs["probabilities"].CopyFrom(array_to_tensor((e / e.sum(1, keepdims=True)).astype("f4")))
-            return response
-
-        def GetModelMetadata(self, request, context):  # type: ignore[no-untyped-def]
-            response = get_model_metadata_pb2.GetModelMetadataResponse()
-            response.model_spec.name = request.model_spec.name
-            response.model_spec.version.value = 1
-            sig_map = get_model_metadata_pb2.SignatureDefMap()
-            sig_map.signature_def["serving_default"].method_name = "tensorflow/serving/predict"
-            response.metadata["signature_def"].Pack(sig_map)
-            response.metadata["labels"].Pack(array_to_tensor(np.array(NAMES, dtype=object)))
-            return response
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Quadrants(), server)
-    creds = grpc.ssl_server_credentials(
-        [(server_key.read_bytes(), server_cert.read_bytes())],
-        root_certificates=client_ca.read_bytes() if client_ca else None,
-        require_client_auth=client_ca is not None,
-    )
-    port = server.add_secure_port("localhost:0", creds)
-    server.start()
-    return server, port
+# --- TLS against the real server -----------------------------------------------------------------
 
 
 @pytest.fixture
-def certs(tmp_path: Path) -> dict[str, Path]:
-    """Server, client and unrelated self-signed certificates with their keys."""
-    made: dict[str, Path] = {}
-    for name in ("server", "client", "other"):
-        made[f"{name}_cert"], made[f"{name}_key"] = self_signed(tmp_path, name)
-    return made
+def certs(tmp_path: Path) -> Certs:
+    """A CA with a server and a client certificate, and a client certificate from another CA."""
+    return make_certs(tmp_path / "certs")
 
 
-def test_tls_with_server_certificate(certs: dict[str, Path], data: Path) -> None:
-    """--tls --server_cert: 100 %, and class names come from the server's metadata."""
-    server, port = tls_server(certs["server_cert"], certs["server_key"])
-    try:
-        res = run_client(port, data, "--tls", "--server_cert", str(certs["server_cert"]), "--batchsize", "8",
-                         "--labels_numpy_path", str(data / "lbs.npy"))
-    finally:
-        server.stop(0)
+def serve_tls(serve, tmp_path: Path, certs: Certs, mutual: bool):  # type: ignore[no-untyped-def]
+    """The quadrant model over TLS; with ``mutual``, client certificates signed by ``certs.ca`` are required."""
+    tls = ["--tls_cert", str(certs.server), "--tls_key", str(certs.server_key)]
+    return serve_quadrants(serve, tmp_path, extra=[*tls, "--tls_client_ca", str(certs.ca)] if mutual else tls)
+
+
+def test_tls_with_server_certificate(serve, tmp_path: Path, certs: Certs, data: Path) -> None:  # type: ignore[no-untyped-def]
+    """--tls --server_cert (the CA that signed the server's certificate): 100 %, names from --labels_names."""
+    server = serve_tls(serve, tmp_path, certs, mutual=False)
+    res = run_client(server.grpc_port, data, "--tls", "--server_cert", str(certs.ca), "--batchsize", "8",
+                     "--labels_numpy_path", str(data / "lbs.npy"), "--labels_names", str(data / "names.txt"))
     assert res.returncode == 0, res.stderr
     results = check_output(res.stdout, 8, 1, 10, str(data / "imgs.npy"))
     assert [n for _, n, _, _ in results] == [NAMES[k] for k in LABELS[:8]]
     assert accuracy(res.stdout) == "Classification accuracy: 100.00"
 
 
-def test_mutual_tls(certs: dict[str, Path], data: Path) -> None:
-    """A server that demands a client certificate takes ours and refuses a client without one."""
-    server, port = tls_server(certs["server_cert"], certs["server_key"], client_ca=certs["client_cert"])
-    try:
-        ok = run_client(port, data, "--tls", "--server_cert", str(certs["server_cert"]),
-                        "--client_cert", str(certs["client_cert"]), "--client_key", str(certs["client_key"]),
-                        "--labels_numpy_path", str(data / "lbs.npy"))
-        refused = run_client(port, data, "--tls", "--server_cert", str(certs["server_cert"]))
-    finally:
-        server.stop(0)
+def test_mutual_tls(serve, tmp_path: Path, certs: Certs, data: Path) -> None:  # type: ignore[no-untyped-def]
+    """A server that demands a client certificate takes ours and refuses a client without one or with an
+    untrusted one, and keeps serving."""
+    server = serve_tls(serve, tmp_path, certs, mutual=True)
+    trusted = ["--tls", "--server_cert", str(certs.ca), "--client_cert", str(certs.client),
+               "--client_key", str(certs.client_key), "--labels_numpy_path", str(data / "lbs.npy")]
+    refused = [run_client(server.grpc_port, data, "--tls", "--server_cert", str(certs.ca)),
+               run_client(server.grpc_port, data, "--tls", "--server_cert", str(certs.ca),
+                          "--client_cert", str(certs.rogue), "--client_key", str(certs.rogue_key))]
+    for res in refused:
+        assert res.returncode == 1 and "UNAVAILABLE" in res.stderr and "Traceback" not in res.stderr
+    ok = run_client(server.grpc_port, data, *trusted)
     assert ok.returncode == 0, ok.stderr
     assert accuracy(ok.stdout) == "Classification accuracy: 100.00"
-    assert refused.returncode == 1 and "UNAVAILABLE" in refused.stderr and "Traceback" not in refused.stderr
 
 
-@pytest.mark.parametrize("flags", [["--tls", "--server_cert", "other_cert"], []])
-def test_untrusted_or_plain_client_is_refused(certs: dict[str, Path], data: Path, flags: list[str]) -> None:
+@pytest.mark.parametrize("untrusted", [True, False])
+def test_untrusted_or_plain_client_is_refused(serve, tmp_path: Path, certs: Certs, data: Path,  # type: ignore[no-untyped-def]
+                                              untrusted: bool) -> None:
     """A server certificate the client does not trust, or no TLS at all, fails on one line."""
-    server, port = tls_server(certs["server_cert"], certs["server_key"])
-    try:
-        res = run_client(port, data, *[str(certs[f]) if f in certs else f for f in flags])
-    finally:
-        server.stop(0)
+    server = serve_tls(serve, tmp_path, certs, mutual=False)
+    res = run_client(server.grpc_port, data, *(["--tls", "--server_cert", str(certs.rogue_ca)] if untrusted else []))
     assert res.returncode == 1 and "UNAVAILABLE" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr

@@ -66,15 +66,19 @@ def test_requests_after_cancelled_ones_all_succeed(
     warm = _x(0)
     np.testing.assert_allclose(send(s, warm, 120), warm * 2 + 1, rtol=1e-5)  # compiles batch 64
     caplog.set_level(logging.INFO, logger="vinoserve")
-    cancelled = sum(_deadline_passed(lambda: send(s, _x(1), DEADLINE)) for _ in range(3))
-    assert cancelled >= 1
+    # on a loaded machine a deadline may pass before the request reaches the model: try a few times
+    # until two requests were cancelled inside the server
+    for _ in range(8):
+        _deadline_passed(lambda: send(s, _x(1), DEADLINE))
+        if caplog.text.count("request cancelled by the client") >= 2:
+            break
+    assert "request cancelled by the client" in caplog.text
     # straight after, while the cancelled inferences may still run on the same infer requests
     for i in range(12):
         x = _x(10 + i)
         np.testing.assert_allclose(send(s, x, 120), x * 2 + 1, rtol=1e-5)
 
     mv = version_object(s, "slow", 1)
-    assert "request cancelled by the client" in caplog.text
     assert mv._inflight == 0
     # every infer request back in its pool once OpenVINO finished with it; no variant held
     for key in mv._cache.keys():

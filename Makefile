@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint unit demo bench protos clean
+.PHONY: install test lint unit demo bench soak protos clean
 
 # grpcio-tools is the protobuf code generator, pinned so the gencode runs on protobuf 5.26-7.x;
 # --no-deps because its metadata asks for protobuf<6, which generating code does not need.
@@ -32,6 +32,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
+
+# memory under churn (reshapes, config edits, unknown names); several minutes, not part of `make test`
+soak: $(STAMP)
+	$(BIN)/python scripts/soak.py
 
 protos: $(STAMP)
 	$(BIN)/python scripts/gen_protos.py

@@ -67,32 +67,42 @@ class DataPlane:
 
     # -- inference --------------------------------------------------------------------------
     async def infer(self, request: InferRequest) -> InferResponse:
-        """Run one request on the requested (or default) version, counting it in the metrics."""
+        """Run one request on the requested (or default) version, counting it in the metrics.
+
+        Only versions that exist get series of their own; a request that finds none is counted
+        without its model name (see :meth:`Metrics.refused`), so made-up names cost nothing.
+        """
         m = self.metrics
         start = time.perf_counter()
-        version_label = str(request.model_version or 0)
         try:
             mv = self.manager.get_version(request.model_name, request.model_version)
-            version_label = str(mv.version)
-            gauge = m.current_requests.labels(mv.name, version_label)
-            gauge.inc()
-            try:
-                outputs = await mv.infer(request.inputs, request.requested_outputs)
-            finally:
-                gauge.dec()
+        except VinoserveError as exc:
+            self._count_unserved(request, exc.code)
+            raise
+        labels = (mv.name, str(mv.version))
+        gauge = m.current_requests.labels(*labels)
+        gauge.inc()
+        try:
+            outputs = await mv.infer(request.inputs, request.requested_outputs)
         except VinoserveError:
-            m.requests_fail.labels(
-                request.model_name, version_label, request.api, request.interface, "infer"
-            ).inc()
+            m.requests_fail.labels(*labels, request.api, request.interface, "infer").inc()
             raise
         except Exception as exc:  # anything unexpected becomes INTERNAL; the server stays up
-            log.exception("inference failed on %s", request.model_name)
-            m.requests_fail.labels(
-                request.model_name, version_label, request.api, request.interface, "infer"
-            ).inc()
+            log.exception("inference failed on model %s version %s", mv.name, mv.version)
+            m.requests_fail.labels(*labels, request.api, request.interface, "infer").inc()
             raise VinoserveError(StatusCode.INTERNAL) from exc
-        m.requests_success.labels(mv.name, version_label, request.api, request.interface, "infer").inc()
-        m.request_time.labels(mv.name, version_label, request.api, request.interface).observe(
-            time.perf_counter() - start
-        )
+        finally:
+            gauge.dec()
+        m.requests_success.labels(*labels, request.api, request.interface, "infer").inc()
+        m.request_time.labels(*labels, request.api, request.interface).observe(time.perf_counter() - start)
         return InferResponse(mv.name, mv.version, outputs, request.id)
+
+    def _count_unserved(self, request: InferRequest, code: StatusCode) -> None:
+        """A version that exists (loading, or retired) counts as its own failure; the rest as refusals."""
+        model = self.manager.models.get(request.model_name)
+        version = request.model_version
+        if model is not None and not model.removed and version and version in model.versions:
+            self.metrics.requests_fail.labels(
+                model.config.name, str(version), request.api, request.interface, "infer").inc()
+        else:
+            self.metrics.refused(request.api, request.interface, code)

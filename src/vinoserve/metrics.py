@@ -1,12 +1,25 @@
-"""Prometheus metrics (SPEC §5 Metrics), kept in one registry per server."""
+"""Prometheus metrics (SPEC §5 Metrics), kept in one registry per server.
+
+Series are labelled only with models and versions that exist: a request for a model or version
+that does not exist is counted in ``vinoserve_requests_refused`` by api, interface and reason, a
+fixed set of series, so clients cannot grow the registry with names of their own.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
+
+from .errors import StatusCode
 
 _LAT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _COMPILE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _MV = ("name", "version")
+APIS = ("TFS", "KServe")
+INTERFACES = ("gRPC", "REST")
+# why a request found no model version to run on
+REFUSALS = (StatusCode.MODEL_NOT_FOUND, StatusCode.VERSION_NOT_FOUND, StatusCode.VERSION_NOT_LOADED,
+            StatusCode.VERSION_RETIRED)
 
 
 class Metrics:
@@ -54,6 +67,39 @@ class Metrics:
         self.variants_resident = Gauge(
             "vinoserve_variants_resident", "Compiled shape variants held", _MV, registry=r
         )
+        self.requests_refused = Counter(
+            "vinoserve_requests_refused", "Requests for a model or version that does not exist or has none "
+            "loaded, without the requested name", ("api", "interface", "reason"), registry=r
+        )
+        for api in APIS:  # every series from the start: the set is fixed
+            for interface in INTERFACES:
+                for code in REFUSALS:
+                    self.requests_refused.labels(api, interface, code.name)
+        self._per_model: list[tuple[MetricWrapperBase, tuple[str, ...]]] = [
+            (m, labels) for m, labels in (
+                (self.requests_success, (*_MV, "api", "interface", "method")),
+                (self.requests_fail, (*_MV, "api", "interface", "method")),
+                (self.request_time, (*_MV, "api", "interface")),
+                (self.inference_time, _MV), (self.wait_for_infer_req_time, _MV),
+                (self.current_requests, _MV), (self.reshapes, (*_MV, "cause")),
+                (self.reshape_failures, _MV), (self.reshape_time, _MV), (self.variant_hits, _MV),
+                (self.variant_misses, _MV), (self.variant_evictions, _MV), (self.variants_resident, _MV),
+            )
+        ]
+
+    def refused(self, api: str, interface: str, code: StatusCode) -> None:
+        """Count a request that found no model version to run on (the name stays out of the labels)."""
+        if code in REFUSALS and api in APIS and interface in INTERFACES:
+            self.requests_refused.labels(api, interface, code.name).inc()
+
+    def drop_model(self, name: str) -> None:
+        """Remove every series of model ``name`` (it was taken out of the configuration)."""
+        for metric, labelnames in self._per_model:
+            keys = {tuple(sample.labels[n] for n in labelnames)
+                    for family in metric.collect() for sample in family.samples
+                    if sample.labels.get("name") == name}
+            for key in keys:
+                metric.remove(*key)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

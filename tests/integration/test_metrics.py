@@ -6,13 +6,18 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 import requests
 import tritonclient.grpc as tgrpc
-from conftest import F32, RunningServer
+from conftest import F32, RunningServer, tfs_request
+from management import write_config
 from models import write_affine
 from prometheus_client.parser import text_string_to_metric_families
+from tritonclient.utils import InferenceServerException
+
+from vinoserve.protocol.generated.tensorflow_serving.apis import prediction_service_pb2_grpc
 
 
 def _scrape(server: RunningServer) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -78,3 +83,70 @@ def test_reshape_and_variant_cache_metrics(server: RunningServer) -> None:
     assert delta("vinoserve_variant_cache_hits_total") == 3
     assert _get(after, "vinoserve_reshape_time_seconds_count", name="aff") >= 1
     assert _get(after, "vinoserve_variants_resident", name="aff") == 2
+
+
+def _lines(server: RunningServer) -> int:
+    return len(requests.get(server.rest_url + "/metrics", timeout=30).text.splitlines())
+
+
+def test_unknown_models_and_versions_add_no_series(server: RunningServer) -> None:
+    x = np.zeros((1, 10), np.float32)
+    assert _tfs_rest(server, 1).status_code == 200  # the real model's series exist from here on
+    bad = requests.post(server.rest_url + "/v1/models/aff:predict", data='{"instances": [[1, 2]]}', timeout=60)
+    assert bad.status_code == 400
+    before, lines = _scrape(server), _lines(server)
+    triton = tgrpc.InferenceServerClient(server.grpc_address)
+    kserve = {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "data": [0] * 10}]}
+    rounds = 40
+    with grpc.insecure_channel(server.grpc_address) as ch:
+        predict = prediction_service_pb2_grpc.PredictionServiceStub(ch).Predict
+        for i in range(rounds):
+            ghost = f"ghost-{i}-" + "x" * 2000
+            for model, version in ((ghost, None), ("aff", 1000 + i)):
+                with pytest.raises(grpc.RpcError) as info:
+                    predict(tfs_request({"b": x}, model, version), timeout=30)
+                assert info.value.code() == grpc.StatusCode.NOT_FOUND
+                inp = tgrpc.InferInput("b", [1, 10], "FP32")
+                inp.set_data_from_numpy(x)
+                with pytest.raises(InferenceServerException):
+                    triton.infer(model, [inp], model_version=str(version or ""))
+                path = f"/v1/models/{model}" + (f"/versions/{version}" if version else "")
+                r = requests.post(server.rest_url + path + ":predict", data='{"instances": [[0]]}', timeout=30)
+                assert r.status_code == 404
+                path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "")
+                r = requests.post(server.rest_url + path + "/infer", data=json.dumps(kserve), timeout=30)
+                assert r.status_code == 404
+    assert _tfs_rest(server, 1).status_code == 200
+    bad = requests.post(server.rest_url + "/v1/models/aff:predict", data='{"instances": [[1, 2]]}', timeout=60)
+    assert bad.status_code == 400
+    after = _scrape(server)
+    assert _lines(server) == lines
+    assert {dict(ls).get("name") for (_, ls) in after} <= {None, "aff"}
+    refused = "vinoserve_requests_refused_total"
+    for reason in ("MODEL_NOT_FOUND", "VERSION_NOT_FOUND"):
+        for api, interface in (("TFS", "gRPC"), ("KServe", "gRPC"), ("TFS", "REST"), ("KServe", "REST")):
+            labels = {"reason": reason, "api": api, "interface": interface}
+            assert _get(after, refused, **labels) - _get(before, refused, **labels) == rounds, labels
+    # failures of the real model still count as its own
+    fail = "ovms_requests_fail_total"
+    labels = {"name": "aff", "version": "1", "api": "TFS", "interface": "REST"}
+    assert _get(after, fail, **labels) - _get(before, fail, **labels) == 1
+    ok = "ovms_requests_success_total"
+    assert _get(after, ok, **labels) - _get(before, ok, **labels) == 1
+
+
+def test_series_of_a_model_removed_from_the_config_go(serve: Callable[..., RunningServer], tmp_path: Path) -> None:
+    models = [{"name": n, "base_path": str(write_affine(tmp_path / n)), "batch_size": "auto",
+               "plugin_config": json.loads(F32)} for n in ("keep", "gone")]
+    config = write_config(tmp_path / "config.json", models)
+    server = serve(["--config_path", str(config), "--metrics_enable"], rest=True)
+    for name in ("keep", "gone"):
+        body = {"instances": [list(range(10))] * 2}
+        assert requests.post(f"{server.rest_url}/v1/models/{name}:predict", data=json.dumps(body), timeout=60).ok
+    names = {dict(ls).get("name") for (_, ls) in _scrape(server)}
+    assert {"keep", "gone"} <= names
+    write_config(config, models[:1])
+    assert requests.post(server.rest_url + "/v1/config/reload", timeout=60).status_code == 201
+    after = _scrape(server)
+    assert {dict(ls).get("name") for (_, ls) in after} == {None, "keep"}
+    assert _get(after, "ovms_requests_success_total", name="keep") == 1

@@ -80,11 +80,13 @@ class ModelManager:
                 log.info("Model %s %s", cfg.name, "added again" if model.removed else "changed: reloading it")
                 steps.append(model.reconfigure(cfg, self._make))
         names = {cfg.name for cfg in configs}
-        for name, model in self.models.items():
-            if name not in names and not model.removed:
-                log.info("Model %s removed from the config: retiring it", name)
-                steps.append(model.remove())
+        removed = [name for name, model in self.models.items() if name not in names and not model.removed]
+        for name in removed:
+            log.info("Model %s removed from the config: retiring it", name)
+            steps.append(self.models[name].remove())
         await asyncio.gather(*steps)
+        for name in removed:  # its versions are retired: its series go, so config churn cannot pile them up
+            self.metrics.drop_model(name)
         return bool(steps)
 
     def _model(self, name: str) -> Model:

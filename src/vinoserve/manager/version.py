@@ -11,6 +11,7 @@ import numpy as np
 from ..config import ModelConfig
 from ..errors import StatusCode, VinoserveError
 from ..metrics import Metrics
+from ..runtime.errortext import client_text
 from ..runtime.openvino import CompiledVariant, Runtime, SourceModel
 from ..scheduling.variants import VariantCache, VariantKey
 from ..types import ModelMetadata, Shape, TensorSpec, VersionState, VersionStatus
@@ -66,10 +67,11 @@ class ModelVersion:
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._load_blocking)
         except VinoserveError as exc:
-            self.error = exc.details or exc.text
+            # shown to clients in status: scrubbed again whatever raised it (SPEC §6, no paths)
+            self.error = client_text(exc.details or exc.text, exc.code.message)
         except Exception as exc:  # a broken model must not stop the server
             log.exception("loading model %s version %s failed", self.name, self.version)
-            self.error = str(exc) or type(exc).__name__
+            self.error = client_text(exc, type(exc).__name__)
         else:
             if self.state != VersionState.LOADING:  # retired while it loaded (shutdown): stay retired
                 return
@@ -165,6 +167,11 @@ class ModelVersion:
         self._idle.clear()
         try:
             outs = await self._run(real)
+        except asyncio.CancelledError:
+            # the client went away (deadline, cancel, disconnect); an inference already started
+            # finishes on its own and only then frees its infer request
+            log.info("Model %s version %s: request cancelled by the client", self.name, self.version)
+            raise
         finally:
             self._inflight -= 1
             if self._inflight == 0:

@@ -1,6 +1,7 @@
 """The only module that imports OpenVINO: read, reshape, compile and run models.
 
-OpenVINO exceptions are translated here, once, into :class:`VinoserveError`. Inference runs on
+OpenVINO exceptions are translated here, once, into :class:`VinoserveError`: the client gets a
+short text without paths (:mod:`.errortext`), the log gets OpenVINO's full text. Inference runs on
 OpenVINO's own threads (``start_async``) and completes an asyncio future, so the event loop never
 blocks on a model and up to ``nireq`` requests run at once.
 """
@@ -21,6 +22,7 @@ from openvino.preprocess import PrePostProcessor
 
 from ..errors import StatusCode, VinoserveError
 from ..types import BY_NAME, Dim, Precision, Shape
+from .errortext import client_text
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,12 @@ def _partial(shape: Shape) -> ov.PartialShape:
     )
 
 
+def _translate(exc: Exception, code: StatusCode, what: str, fallback: str) -> VinoserveError:
+    """Log OpenVINO's full text; the error for the client says ``what``: its first clean line."""
+    log.warning("%s: %s", what, str(exc).strip())
+    return VinoserveError(code, f"{what}: {client_text(exc, fallback)}")
+
+
 def _ports(outputs: list[ov.Output]) -> list[Port]:
     return [Port(o.get_any_name(), _precision(o.get_element_type()), _dims(o.get_partial_shape()))
             for o in outputs]
@@ -91,7 +99,9 @@ class Runtime:
         try:
             model = self.core.read_model(str(path))
         except Exception as exc:
-            raise VinoserveError(StatusCode.INTERNAL, f"Cannot read model {path}: {exc}") from exc
+            # only the file's name: the repository's absolute path is not the client's business
+            raise _translate(exc, StatusCode.INTERNAL, f"Cannot read model file {path.name}",
+                             "unsupported format or corrupt file") from exc
         return SourceModel(self, model)
 
 
@@ -114,22 +124,23 @@ class SourceModel:
 
     def set_layouts(self, layouts: Mapping[str, tuple[str, str]]) -> None:
         """Per input (tensor layout, model layout); different layouts add a transpose in the graph."""
-        ppp = PrePostProcessor(self.model)
-        for name, (tensor, model) in layouts.items():
-            info = ppp.input(name)
-            info.model().set_layout(ov.Layout(model))
-            info.tensor().set_layout(ov.Layout(tensor))
         try:
+            ppp = PrePostProcessor(self.model)
+            for name, (tensor, model) in layouts.items():
+                info = ppp.input(name)
+                info.model().set_layout(ov.Layout(model))
+                info.tensor().set_layout(ov.Layout(tensor))
             self.model = ppp.build()
         except Exception as exc:
-            raise VinoserveError(StatusCode.INTERNAL, f"Cannot apply layout: {exc}") from exc
+            raise _translate(exc, StatusCode.INTERNAL, "Cannot apply layout", "invalid layout") from exc
 
     def reshape(self, shapes: ShapeMap) -> None:
         """Reshape the source model itself (used for load-time fixed shapes)."""
         try:
             self.model.reshape({n: _partial(s) for n, s in shapes.items()})
         except Exception as exc:
-            raise VinoserveError(StatusCode.RESHAPE_ERROR, str(exc).splitlines()[0][:300]) from exc
+            raise _translate(exc, StatusCode.RESHAPE_ERROR, f"Cannot reshape to {_describe(shapes)}",
+                             "the model cannot take this shape") from exc
 
     def compile(self, shapes: ShapeMap | None, device: str, config: Mapping[str, object],
                 nireq: int) -> CompiledVariant:
@@ -143,12 +154,13 @@ class SourceModel:
             try:
                 model.reshape({n: _partial(s) for n, s in shapes.items()})
             except Exception as exc:
-                raise VinoserveError(StatusCode.RESHAPE_ERROR, str(exc).splitlines()[0][:300]) from exc
+                raise _translate(exc, StatusCode.RESHAPE_ERROR, f"Cannot reshape to {_describe(shapes)}",
+                                 "the model cannot take this shape") from exc
         try:
             compiled = self.runtime.core.compile_model(model, device, dict(config))
         except Exception as exc:
             code = StatusCode.RESHAPE_ERROR if shapes else StatusCode.INTERNAL
-            raise VinoserveError(code, str(exc).splitlines()[0][:300]) from exc
+            raise _translate(exc, code, f"Cannot compile for {device}", "compilation failed") from exc
         return CompiledVariant(compiled, nireq)
 
 
@@ -169,35 +181,60 @@ class CompiledVariant:
         self._sem: asyncio.Semaphore | None = None
 
     async def infer(self, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float, float]:
-        """Run once; returns (outputs by model name, seconds waited for a request, seconds inferring)."""
+        """Run once; returns (outputs by model name, seconds waited for a request, seconds inferring).
+
+        An infer request, and its slot in the semaphore, go back to the pool only once OpenVINO is
+        done with it: by this method after reading the outputs, or, when the caller is cancelled
+        mid-inference (a client's deadline), by the completion of the inference itself.
+        """
         if self._sem is None:  # asyncio objects are made inside the running loop
             self._sem = asyncio.Semaphore(self.nireq)
         t0 = time.perf_counter()
-        async with self._sem:
-            req = self._idle.pop()
-            t1 = time.perf_counter()
-            try:
-                for name, arr in inputs.items():
-                    self._set_input(req, name, arr)
-                loop = asyncio.get_running_loop()
-                fut: asyncio.Future[None] = loop.create_future()
+        await self._sem.acquire()
+        req = self._idle.pop()
+        t1 = time.perf_counter()
+        try:
+            for name, arr in inputs.items():
+                self._set_input(req, name, arr)
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[None] = loop.create_future()
 
-                def done(_: object, fut: asyncio.Future[None] = fut) -> None:
+            def done(_: object, fut: asyncio.Future[None] = fut) -> None:
+                try:
                     loop.call_soon_threadsafe(_resolve, fut)
+                except RuntimeError:  # the loop is closed (process exit): nobody is waiting
+                    pass
 
-                req.set_callback(done, None)
-                req.start_async()
-                await asyncio.shield(fut)  # the request must finish before it goes back to the pool
-                req.wait()  # returns at once; raises if the inference itself failed
-                t2 = time.perf_counter()
-                outs = {p.name: _read(req.get_tensor(p.name), p) for p in self.outputs}
-            except VinoserveError:
-                raise
-            except Exception as exc:
-                raise VinoserveError(StatusCode.INTERNAL, str(exc).splitlines()[0][:300]) from exc
-            finally:
-                self._idle.append(req)
+            req.set_callback(done, None)
+            req.start_async()
+        except Exception as exc:
+            self._release(req)
+            raise _translate(exc, StatusCode.INTERNAL, "Inference failed", "could not start") from exc
+        try:
+            await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            # OpenVINO still runs this request: the pool gets it back when it has finished
+            fut.add_done_callback(lambda _: self._release(req))
+            raise
+        try:
+            req.wait()  # returns at once; raises if the inference itself failed
+            t2 = time.perf_counter()
+            outs = {p.name: _read(req.get_tensor(p.name), p) for p in self.outputs}
+        except Exception as exc:
+            raise _translate(exc, StatusCode.INTERNAL, "Inference failed", "inference error") from exc
+        finally:
+            self._release(req)
         return outs, t1 - t0, t2 - t1
+
+    @property
+    def idle_requests(self) -> int:
+        """Infer requests in the pool, not running (all ``nireq`` of them when nothing runs)."""
+        return len(self._idle)
+
+    def _release(self, req: ov.InferRequest) -> None:
+        self._idle.append(req)
+        assert self._sem is not None
+        self._sem.release()
 
     def _set_input(self, req: ov.InferRequest, name: str, arr: np.ndarray) -> None:
         t = self._input_types[name]
@@ -215,6 +252,10 @@ class CompiledVariant:
             dst = tensor.data.view(np.uint16) if t == ov.Type.bf16 else tensor.data
             np.copyto(dst.reshape(arr.shape), arr.view(np.uint16) if t == ov.Type.bf16 else arr)
             req.set_tensor(name, tensor)
+
+
+def _describe(shapes: ShapeMap) -> str:
+    return " ".join(f"{n}({','.join(map(str, s))})" for n, s in sorted(shapes.items()))
 
 
 def _read(tensor: ov.Tensor, port: Port) -> np.ndarray:

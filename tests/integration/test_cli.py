@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import ovmsclient
 import pytest
-from models import write_affine
+
+from ..helpers.models import write_affine
+from ..helpers.server import free_port
 
 CMD = [sys.executable, "-m", "vinoserve"]
 
@@ -38,12 +39,6 @@ def test_startup_mistakes_are_one_line(args: list[str], text: str) -> None:
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and text in lines[0], res.stderr
     assert "Traceback" not in res.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_serves_then_stops_gracefully_on_sigterm(tmp_path: Path) -> None:

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 import tritonclient.grpc as tgrpc
-from conftest import F32, RunningServer
-from models import write_affine
 from prometheus_client.parser import text_string_to_metric_families
+
+from ..helpers.models import write_affine
+from ..helpers.server import F32, RunningServer, Serve
 
 
 def _scrape(server: RunningServer) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -30,7 +30,7 @@ def _get(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], metric: s
 
 
 @pytest.fixture
-def server(serve: Callable[..., RunningServer], tmp_path: Path) -> RunningServer:
+def server(serve: Serve, tmp_path: Path) -> RunningServer:
     base = write_affine(tmp_path / "aff")
     return serve(["--model_name", "aff", "--model_path", str(base), "--batch_size", "auto",
                   "--plugin_config", F32, "--metrics_enable"], rest=True)

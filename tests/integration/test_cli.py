@@ -59,9 +59,10 @@ def test_serves_then_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert client.predict({"b": np.ones((4, 10), np.float32)}, "m").shape == (4, 10)
         os.killpg(proc.pid, signal.SIGTERM)
-        assert proc.wait(30) == 0
-        assert "Reshaped model m version 1" in (proc.stderr.read() if proc.stderr else "")
+        _, log = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        assert "Reshaped model m version 1" in log
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        proc.communicate()  # reaps the process and closes its stderr pipe

@@ -11,30 +11,19 @@ import grpc
 import numpy as np
 import ovmsclient
 import pytest
-from conftest import F32, RunningServer, tfs_request
-from models import write_affine, write_onnx_affine, write_rigid, write_two_inputs
 
-from vinoserve.protocol.generated.tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from vinoserve.runtime.openvino import Runtime
 
-
-def predict_raw(server: RunningServer, inputs: dict[str, np.ndarray], model: str = "m",
-                version: int | None = None, timeout: float = 60) -> predict_pb2.PredictResponse:
-    """Predict with the project's own stubs; raises grpc.RpcError."""
-    req = tfs_request(inputs, model, version)
-    with grpc.insecure_channel(server.grpc_address) as ch:
-        return prediction_service_pb2_grpc.PredictionServiceStub(ch).Predict(req, timeout=timeout)
-
-
-def out_array(resp: predict_pb2.PredictResponse, name: str) -> np.ndarray:
-    t = resp.outputs[name]
-    return np.frombuffer(t.tensor_content, np.float32).reshape([d.size for d in t.tensor_shape.dim])
-
-
-def rpc_error(fn: Any, *args: Any, **kw: Any) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as info:
-        fn(*args, **kw)
-    return info.value
+from ..helpers.clients import out_array, predict_raw, rpc_error
+from ..helpers.models import (
+    positional_weights,
+    write_affine,
+    write_onnx_affine,
+    write_positional,
+    write_rigid,
+    write_two_inputs,
+)
+from ..helpers.server import F32, Serve
 
 
 def batch(n: int, width: int = 10) -> np.ndarray:
@@ -46,7 +35,7 @@ def affine(tmp_path: Path) -> Path:
     return write_affine(tmp_path / "m")
 
 
-def test_auto_serves_every_batch_and_metadata_follows(serve: Any, affine: Path) -> None:
+def test_auto_serves_every_batch_and_metadata_follows(serve: Serve, affine: Path) -> None:
     s = serve(["--model_name", "m", "--model_path", str(affine), "--batch_size", "auto", "--plugin_config", F32])
     client = ovmsclient.make_grpc_client(s.grpc_address)
     for n in (1, 8, 3, 8, 1, 0):
@@ -62,7 +51,7 @@ def test_auto_serves_every_batch_and_metadata_follows(serve: Any, affine: Path) 
     assert client.get_model_status("m") == {1: {"state": "AVAILABLE", "error_code": 0, "error_message": "OK"}}
 
 
-def test_fixed_batch_rejects_other_batches(serve: Any, affine: Path) -> None:
+def test_fixed_batch_rejects_other_batches(serve: Serve, affine: Path) -> None:
     s = serve(["--model_name", "m", "--model_path", str(affine), "--batch_size", "1"])
     assert predict_raw(s, {"b": batch(1)}).outputs["y"].tensor_shape.dim[0].size == 1
     err = rpc_error(predict_raw, s, {"b": batch(10)})
@@ -72,7 +61,7 @@ def test_fixed_batch_rejects_other_batches(serve: Any, affine: Path) -> None:
     assert err.details() == "Invalid input shape - Expected: (1,10); Actual: (1,12); input name: b"
 
 
-def test_dynamic_and_range_batches(serve: Any, tmp_path: Path) -> None:
+def test_dynamic_and_range_batches(serve: Serve, tmp_path: Path) -> None:
     dyn = serve(["--model_name", "m", "--model_path", str(write_affine(tmp_path / "a")), "--batch_size", "-1",
                  "--plugin_config", F32])
     client = ovmsclient.make_grpc_client(dyn.grpc_address)
@@ -85,23 +74,43 @@ def test_dynamic_and_range_batches(serve: Any, tmp_path: Path) -> None:
     assert err.details() == "Invalid input batch size - Expected: [2~4]; Actual: 5; input name: b"
 
 
-def test_four_concurrent_clients_mixed_batches(serve: Any, affine: Path) -> None:
+def test_four_concurrent_clients_mixed_batches(serve: Serve, affine: Path) -> None:
+    """Four clients send rounds of different batch sizes together; each gets its own answers back."""
     s = serve(["--model_name", "m", "--model_path", str(affine), "--batch_size", "auto", "--plugin_config", F32])
     sizes = [1, 8, 3, 5, 2, 8, 1, 4, 6, 3]
+    rounds = 12
+    start = threading.Barrier(4, timeout=60)  # every round starts with all four clients at once
+    lock = threading.Lock()
+    in_flight: dict[int, int] = {}  # client -> batch size of its request being answered
+    overlaps: list[set[int]] = []  # batch sizes in flight whenever a request was sent
 
     def client(seed: int) -> int:
         c = ovmsclient.make_grpc_client(s.grpc_address)
-        for i in range(12):
+        answered = 0
+        for i in range(rounds):
             n = sizes[(seed * 3 + i) % len(sizes)]
-            x = batch(n) + seed
-            np.testing.assert_allclose(c.predict({"b": x}, "m"), x * 2 + 1, rtol=1e-6)
-        return 12
+            x = batch(n) + 100 * seed  # each client's inputs, hence answers, are its own
+            start.wait()
+            with lock:
+                in_flight[seed] = n
+                overlaps.append(set(in_flight.values()))
+            try:
+                out = c.predict({"b": x}, "m")
+            finally:
+                with lock:
+                    del in_flight[seed]
+            assert out.shape == (n, 10)
+            np.testing.assert_allclose(out, x * 2 + 1, rtol=1e-6)
+            answered += 1
+        return answered
 
     with ThreadPoolExecutor(4) as pool:
-        assert sum(pool.map(client, range(4))) == 48
+        assert list(pool.map(client, range(4))) == [rounds] * 4
+    # The requests did overlap, with different batch sizes in flight at the same time.
+    assert max(len(sizes_together) for sizes_together in overlaps) >= 2
 
 
-def test_compiled_shape_served_while_another_compiles(serve: Any, affine: Path) -> None:
+def test_compiled_shape_served_while_another_compiles(serve: Serve, affine: Path) -> None:
     gate = threading.Event()
     compiling = threading.Event()
     runtime = Runtime()
@@ -128,7 +137,7 @@ def test_compiled_shape_served_while_another_compiles(serve: Any, affine: Path) 
         np.testing.assert_allclose(out_array(pending.result(30), "y"), batch(3) * 2 + 1, rtol=1e-6)
 
 
-def test_shape_the_model_cannot_take(serve: Any, tmp_path: Path) -> None:
+def test_shape_the_model_cannot_take(serve: Serve, tmp_path: Path) -> None:
     s = serve(["--model_name", "m", "--model_path", str(write_rigid(tmp_path / "m")), "--batch_size", "auto"])
     err = rpc_error(predict_raw, s, {"b": batch(3)})
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -136,14 +145,14 @@ def test_shape_the_model_cannot_take(serve: Any, tmp_path: Path) -> None:
     assert out_array(predict_raw(s, {"b": batch(1)}), "y").shape == (1, 2, 5)
 
 
-def test_single_variant_cache_still_serves_everything(serve: Any, affine: Path) -> None:
+def test_single_variant_cache_still_serves_everything(serve: Serve, affine: Path) -> None:
     s = serve(["--model_name", "m", "--model_path", str(affine), "--batch_size", "auto", "--shape_variants", "1",
                "--plugin_config", F32])
     for n in (1, 8, 1, 8, 2):
         np.testing.assert_allclose(out_array(predict_raw(s, {"b": batch(n)}), "y"), batch(n) * 2 + 1, rtol=1e-6)
 
 
-def test_two_inputs_under_auto(serve: Any, tmp_path: Path) -> None:
+def test_two_inputs_under_auto(serve: Serve, tmp_path: Path) -> None:
     s = serve(["--model_name", "m", "--model_path", str(write_two_inputs(tmp_path / "m")), "--batch_size", "auto",
                "--plugin_config", F32])
     client = ovmsclient.make_grpc_client(s.grpc_address)
@@ -158,7 +167,7 @@ def test_two_inputs_under_auto(serve: Any, tmp_path: Path) -> None:
     assert err.details() == "Missing input with specific name - Required input: b"
 
 
-def test_onnx_model_and_shape_modes(serve: Any, tmp_path: Path) -> None:
+def test_onnx_model_and_shape_modes(serve: Serve, tmp_path: Path) -> None:
     onnx_dir = write_onnx_affine(tmp_path / "o")
     s = serve(["--model_name", "m", "--model_path", str(onnx_dir), "--shape", "auto", "--plugin_config", F32])
     for n in (1, 6):
@@ -170,20 +179,22 @@ def test_onnx_model_and_shape_modes(serve: Any, tmp_path: Path) -> None:
     assert err.details() == "Invalid number of shape dimensions - Expected: (2,10); Actual: (2,10,1); input name: b"
 
 
-def test_layout_transpose(serve: Any, tmp_path: Path) -> None:
-    from models import write_cnn
-
-    s = serve(["--model_name", "m", "--model_path", str(write_cnn(tmp_path / "c", size=8)), "--layout", "NHWC:NCHW",
-               "--batch_size", "auto", "--plugin_config", F32])
+def test_layout_transpose(serve: Serve, tmp_path: Path) -> None:
+    """NHWC:NCHW: clients send NHWC, the NCHW model sees the transposed data, position for position."""
+    h, w = 4, 6  # not square, so H and W cannot be confused without a shape error or wrong values
+    s = serve(["--model_name", "m", "--model_path", str(write_positional(tmp_path / "p", h, w)),
+               "--layout", "NHWC:NCHW", "--batch_size", "auto", "--plugin_config", F32])
     client = ovmsclient.make_grpc_client(s.grpc_address)
-    assert client.get_model_metadata("m")["inputs"]["x"]["shape"] == [1, 8, 8, 3]
-    x = np.random.default_rng(1).random((2, 8, 8, 3), dtype=np.float32)
+    assert client.get_model_metadata("m")["inputs"]["x"]["shape"] == [1, h, w, 3]
+    x = np.random.default_rng(1).random((2, h, w, 3), dtype=np.float32)
     out = client.predict({"x": x}, "m")
-    assert out.shape == (2, 10)
-    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(out, x.transpose(0, 3, 1, 2) * positional_weights(h, w), rtol=1e-6)
+    assert client.get_model_metadata("m")["inputs"]["x"]["shape"] == [2, h, w, 3]
+    err = rpc_error(predict_raw, s, {"x": x.transpose(0, 2, 1, 3).copy()}, "m")
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_auto_on_scalar_input_fails_load_and_reports_it(serve: Any, tmp_path: Path) -> None:
+def test_auto_on_scalar_input_fails_load_and_reports_it(serve: Serve, tmp_path: Path) -> None:
     s = serve(["--model_name", "m", "--model_path", str(write_affine(tmp_path / "m", shape=[])),
                "--batch_size", "auto"])
     status = ovmsclient.make_grpc_client(s.grpc_address).get_model_status("m")

@@ -10,12 +10,15 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as tgrpc
-from conftest import F32, RunningServer, tfs_request
-from management import version_object, wait_for
-from models import write_slow_affine
 from tritonclient.utils import InferenceServerException
 
 from vinoserve.protocol.generated.tensorflow_serving.apis import prediction_service_pb2_grpc
+from vinoserve.runtime.openvino import CompiledVariant
+
+from ..helpers.clients import tfs_request
+from ..helpers.management import version_object, wait_for
+from ..helpers.models import write_slow_affine
+from ..helpers.server import F32, RunningServer
 
 # a batch that keeps the model busy for a good fraction of a second, far beyond the deadline below
 BATCH = 64
@@ -84,4 +87,7 @@ def test_requests_after_cancelled_ones_all_succeed(
     for key in mv._cache.keys():
         entry = mv._cache._ready[key]
         assert entry.users == 0
-        wait_for(lambda v=entry.variant: v.idle_requests == v.nireq, timeout=60)
+        def idle(v: CompiledVariant = entry.variant) -> bool:
+            return v.idle_requests == v.nireq
+
+        wait_for(idle, timeout=60)

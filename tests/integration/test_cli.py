@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,10 @@ from pathlib import Path
 import numpy as np
 import ovmsclient
 import pytest
-from models import write_affine
+
+from ..helpers.models import write_affine
+from ..helpers.server import free_port
+from ..helpers.tls import make_certs
 
 CMD = [sys.executable, "-m", "vinoserve"]
 
@@ -40,12 +42,6 @@ def test_startup_mistakes_are_one_line(args: list[str], text: str) -> None:
     assert "Traceback" not in res.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serves_then_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
     base = write_affine(tmp_path / "m")
     port = free_port()
@@ -64,12 +60,13 @@ def test_serves_then_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert client.predict({"b": np.ones((4, 10), np.float32)}, "m").shape == (4, 10)
         os.killpg(proc.pid, signal.SIGTERM)
-        assert proc.wait(30) == 0
-        assert "Reshaped model m version 1" in (proc.stderr.read() if proc.stderr else "")
+        _, log = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        assert "Reshaped model m version 1" in log
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            proc.communicate()  # reaps the process and closes its stderr pipe
 
 
 @pytest.mark.parametrize("flags, text", [
@@ -89,7 +86,6 @@ def test_serves_then_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
 ])
 def test_tls_and_shutdown_mistakes_are_one_line(tmp_path: Path, flags: list[str], text: str) -> None:
     from cryptography.hazmat.primitives import serialization as ser
-    from tls_certs import make_certs
 
     certs = make_certs(tmp_path)
     key = ser.load_pem_private_key(certs.server_key.read_bytes(), None)

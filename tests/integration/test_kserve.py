@@ -13,12 +13,16 @@ import pytest
 import requests
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
-from conftest import F32, RunningServer
-from models import write_affine, write_bool, write_strings, write_two_inputs
 from tritonclient.utils import InferenceServerException
 
+from vinoserve import __version__
 from vinoserve.protocol.generated.kserve import grpc_predict_v2_pb2 as pb
 from vinoserve.protocol.generated.kserve import grpc_predict_v2_pb2_grpc as pb_grpc
+
+from ..helpers.clients import rpc_error
+from ..helpers.management import write_config
+from ..helpers.models import write_affine, write_bool, write_strings, write_two_inputs
+from ..helpers.server import F32, RunningServer
 
 DTYPES = {"aff": np.float32, "i32": np.int32, "i64": np.int64, "u8": np.uint8, "f16": np.float16}
 KSERVE = {np.float32: "FP32", np.int32: "INT32", np.int64: "INT64", np.uint8: "UINT8", np.float16: "FP16"}
@@ -33,11 +37,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     paths["bool"] = write_bool(root / "bool")
     paths["str"] = write_strings(root / "str")
     paths["two"] = write_two_inputs(root / "two")
-    entries = [{"config": {"name": n, "base_path": str(p), "plugin_config": json.loads(F32),
-                           **({"batch_size": "auto"} if n == "auto" else {})}} for n, p in paths.items()]
-    config = root / "config.json"
-    config.write_text(json.dumps({"model_config_list": entries}))
-    s = RunningServer(["--config_path", str(config)], rest=True, runtime=None)
+    entries = [{"name": n, "base_path": str(p), "plugin_config": json.loads(F32),
+                **({"batch_size": "auto"} if n == "auto" else {})} for n, p in paths.items()]
+    s = RunningServer(["--config_path", str(write_config(root / "config.json", entries))], rest=True)
     yield s
     s.stop()
 
@@ -70,15 +72,23 @@ def _infer(client: Any, mod: Any, model: str, arrays: dict[str, np.ndarray], bin
     return client.infer(model, inputs, outputs=req_out, **kw)
 
 
-def test_health_and_server_metadata(http: Any, grpc_client: Any) -> None:
+def test_health_and_server_metadata(server: RunningServer, http: Any, grpc_client: Any) -> None:
     for c in (http, grpc_client):
         assert c.is_server_live() and c.is_server_ready()
         assert c.is_model_ready("aff") and c.is_model_ready("aff", "1")
+    # The health routes answer by status code with an empty body, as KServe v2 says.
+    for route in ("/v2/health/live", "/v2/health/ready", "/v2/models/aff/ready", "/v2/models/aff/versions/1/ready"):
+        r = requests.get(server.rest_url + route, timeout=30)
+        assert (r.status_code, r.content) == (200, b""), route
     assert not http.is_model_ready("aff", "7")  # 404: not ready
+    assert not http.is_model_ready("nope")
     with pytest.raises(InferenceServerException, match="Model with requested version is not found"):
         grpc_client.is_model_ready("aff", "7")  # NOT_FOUND, which tritonclient raises
-    assert http.get_server_metadata()["name"] == "vinoserve"
-    assert grpc_client.get_server_metadata().name == "vinoserve"
+    expected = {"name": "vinoserve", "version": __version__, "extensions": []}
+    assert http.get_server_metadata() == expected
+    assert grpc_client.get_server_metadata(as_json=True) == {"name": "vinoserve", "version": __version__}
+    meta = grpc_client.get_server_metadata()
+    assert (meta.name, meta.version, list(meta.extensions)) == ("vinoserve", __version__, [])
 
 
 def test_model_metadata(http: Any, grpc_client: Any) -> None:
@@ -226,18 +236,16 @@ def test_grpc_typed_contents_and_raw_count(server: RunningServer) -> None:
         np.testing.assert_array_equal(y, np.arange(10) * 2 + 1)
         del t.contents.fp32_contents[:]
         t.contents.fp32_contents.extend(range(9))
-        with pytest.raises(grpc.RpcError) as info:
-            infer(req, timeout=30)
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert info.value.details() == ("Invalid number of values in tensor proto container - "
-                                        "Expected: 10; Actual: 9; input name: b")
+        err = rpc_error(infer, req, timeout=30)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert err.details() == ("Invalid number of values in tensor proto container - "
+                                 "Expected: 10; Actual: 9; input name: b")
         req.raw_input_contents.extend([b"\0" * 40, b"\0" * 40])
-        with pytest.raises(grpc.RpcError) as info:
-            infer(req, timeout=30)
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "one per input" in info.value.details()
-        with pytest.raises(grpc.RpcError) as info:
-            pb_grpc.GRPCInferenceServiceStub(channel).ModelReady(pb.ModelReadyRequest(name="zz"), timeout=30)
-        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        err = rpc_error(infer, req, timeout=30)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "one per input" in err.details()
+        ready = pb_grpc.GRPCInferenceServiceStub(channel).ModelReady
+        err = rpc_error(ready, pb.ModelReadyRequest(name="zz"), timeout=30)
+        assert err.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_ovmsclient_over_http(server: RunningServer) -> None:

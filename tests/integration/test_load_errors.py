@@ -11,11 +11,12 @@ from pathlib import Path
 import grpc
 import pytest
 import requests
-from conftest import F32, RunningServer
-from management import write_config
-from models import write_affine, write_rigid
 
 from vinoserve.protocol.generated.tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+from ..helpers.management import write_config
+from ..helpers.models import write_affine, write_rigid
+from ..helpers.server import F32, RunningServer
 
 # what each broken model's status must still say
 EXPECTED = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -11,13 +10,15 @@ import numpy as np
 import pytest
 import requests
 import tritonclient.grpc as tgrpc
-from conftest import F32, RunningServer, tfs_request
-from management import write_config
-from models import write_affine
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 from vinoserve.protocol.generated.tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from ..helpers.clients import tfs_request
+from ..helpers.management import write_config
+from ..helpers.models import write_affine
+from ..helpers.server import F32, RunningServer, Serve
 
 
 def _scrape(server: RunningServer) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -35,7 +36,7 @@ def _get(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], metric: s
 
 
 @pytest.fixture
-def server(serve: Callable[..., RunningServer], tmp_path: Path) -> RunningServer:
+def server(serve: Serve, tmp_path: Path) -> RunningServer:
     base = write_affine(tmp_path / "aff")
     return serve(["--model_name", "aff", "--model_path", str(base), "--batch_size", "auto",
                   "--plugin_config", F32, "--metrics_enable"], rest=True)
@@ -135,7 +136,7 @@ def test_unknown_models_and_versions_add_no_series(server: RunningServer) -> Non
     assert _get(after, ok, **labels) - _get(before, ok, **labels) == 1
 
 
-def test_series_of_a_model_removed_from_the_config_go(serve: Callable[..., RunningServer], tmp_path: Path) -> None:
+def test_series_of_a_model_removed_from_the_config_go(serve: Serve, tmp_path: Path) -> None:
     models = [{"name": n, "base_path": str(write_affine(tmp_path / n)), "batch_size": "auto",
                "plugin_config": json.loads(F32)} for n in ("keep", "gone")]
     config = write_config(tmp_path / "config.json", models)

@@ -10,11 +10,13 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from conftest import RunningServer
-from management import Clients, predict, reload, rpc_error, states, version_object, wait_for, write_config
-from models import write_affine
 
 from vinoserve.types import VersionState
+
+from ..helpers.clients import rpc_error
+from ..helpers.management import Clients, predict, reload, states, version_object, wait_for, write_config
+from ..helpers.models import write_affine
+from ..helpers.server import RunningServer
 
 
 def test_changed_config_entry_switches_under_load_with_zero_failures(serve: Any, tmp_path: Path) -> None:

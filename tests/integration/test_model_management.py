@@ -13,21 +13,13 @@ import grpc
 import numpy as np
 import ovmsclient
 import pytest
-from conftest import F32
-from management import (
-    Clients,
-    add_version,
-    predict,
-    reload,
-    rpc_error,
-    states,
-    version_object,
-    wait_for,
-    write_config,
-)
-from models import write_affine
 
 from vinoserve.runtime.openvino import Runtime
+
+from ..helpers.clients import rpc_error
+from ..helpers.management import Clients, add_version, predict, reload, states, version_object, wait_for, write_config
+from ..helpers.models import write_affine
+from ..helpers.server import F32
 
 
 def test_new_version_takes_over_under_load_with_zero_failures(serve: Any, tmp_path: Path) -> None:

@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from conftest import F32, RunningServer
-from models import write_affine, write_rigid, write_strings, write_two_inputs
+
+from ..helpers.management import write_config
+from ..helpers.models import write_affine, write_rigid, write_strings, write_two_inputs
+from ..helpers.server import F32, RunningServer, Serve
 
 X = list(range(10))
 Y = [2 * v + 1 for v in X]
@@ -26,10 +28,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     (root / "broken" / "1").mkdir(parents=True)
     paths = {"aff": write_affine(root / "aff"), "two": write_two_inputs(root / "two"),
              "str": write_strings(root / "str"), "rigid": write_rigid(root / "rigid"), "broken": root / "broken"}
-    entries = [{"config": {"name": n, "base_path": str(p), "plugin_config": json.loads(F32),
-                           **({"batch_size": "auto"} if n == "rigid" else {})}} for n, p in paths.items()]
-    config = root / "config.json"
-    config.write_text(json.dumps({"model_config_list": entries}))
+    entries = [{"name": n, "base_path": str(p), "plugin_config": json.loads(F32),
+                **({"batch_size": "auto"} if n == "rigid" else {})} for n, p in paths.items()]
+    config = write_config(root / "config.json", entries)
     s = RunningServer(["--config_path", str(config), "--max_request_mb", "1", "--file_system_poll_wait_seconds", "0"],
                       rest=True, runtime=None)
     yield s
@@ -97,7 +98,7 @@ def test_status_metadata_config(server: RunningServer) -> None:
     assert set(config) == {"aff", "two", "str", "rigid", "broken"} and config["aff"] == ok
 
 
-def test_reload(serve: Callable[..., RunningServer], tmp_path: Path) -> None:
+def test_reload(serve: Serve, tmp_path: Path) -> None:
     base = write_affine(tmp_path / "aff")
     server = serve(["--model_name", "aff", "--model_path", str(base), "--file_system_poll_wait_seconds", "0"],
                    rest=True)

@@ -21,10 +21,12 @@ import numpy as np
 import pytest
 import requests
 import tritonclient.grpc as tgrpc
-from conftest import F32, tfs_request
-from models import write_slow
 
 from vinoserve.protocol.generated.tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from ..helpers.clients import tfs_request
+from ..helpers.models import write_slow
+from ..helpers.server import F32
 
 CMD = [sys.executable, "-m", "vinoserve"]
 SHUTTING_DOWN = "Server is shutting down"
@@ -110,7 +112,7 @@ def kserve_grpc(proc: Proc, x: np.ndarray, client: tgrpc.InferenceServerClient) 
     inp = tgrpc.InferInput("x", list(x.shape), "FP32")
     inp.set_data_from_numpy(x)
     try:
-        return client.infer("slow", [inp], client_timeout=120).as_numpy("y")  # type: ignore[no-any-return]
+        return client.infer("slow", [inp], client_timeout=120).as_numpy("y")
     except tgrpc.InferenceServerException as err:
         if err.status() == "StatusCode.UNAVAILABLE":
             raise Refused(err.message()) from None

@@ -13,11 +13,13 @@ import pytest
 import requests
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
-from conftest import F32, tfs_request
-from models import write_affine
-from tls_certs import Certs, make_certs
 
 from vinoserve.protocol.generated.tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from ..helpers.clients import tfs_request
+from ..helpers.models import write_affine
+from ..helpers.server import F32
+from ..helpers.tls import Certs, make_certs
 
 X = np.arange(10, dtype=np.float32).reshape(1, 10)
 EXPECTED = X * 2 + 1
@@ -64,7 +66,7 @@ def triton_grpc_infer(port: int, certs: Certs, who: str) -> np.ndarray:
     try:
         inp = tgrpc.InferInput("b", list(X.shape), "FP32")
         inp.set_data_from_numpy(X)
-        return client.infer("m", [inp], client_timeout=30).as_numpy("y")  # type: ignore[no-any-return]
+        return client.infer("m", [inp], client_timeout=30).as_numpy("y")
     finally:
         client.close()
 
@@ -80,7 +82,7 @@ def triton_http_infer(port: int, certs: Certs, who: str) -> np.ndarray:
     try:
         inp = thttp.InferInput("b", list(X.shape), "FP32")
         inp.set_data_from_numpy(X, binary_data=True)
-        return client.infer("m", [inp]).as_numpy("y")  # type: ignore[no-any-return]
+        return client.infer("m", [inp]).as_numpy("y")
     finally:
         client.close()
 

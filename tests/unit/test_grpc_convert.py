@@ -10,7 +10,7 @@ import pytest
 from vinoserve.errors import StatusCode, VinoserveError
 from vinoserve.protocol.generated.tensorflow.core.framework import tensor_pb2, types_pb2
 from vinoserve.protocol.grpc.convert import array_to_tensor, encode_array, tensor_to_array
-from vinoserve.types import BY_NAME, PRECISIONS
+from vinoserve.types import BY_NAME, PRECISIONS, Precision
 
 NUMERIC = [p for p in PRECISIONS if p.name != "STRING"]
 
@@ -24,7 +24,8 @@ def _sample(name: str, shape: tuple[int, ...] = (2, 3)) -> np.ndarray:
 
 
 def _proto(dtype: int, dims: list[int]) -> tensor_pb2.TensorProto:
-    t = tensor_pb2.TensorProto(dtype=dtype)
+    t = tensor_pb2.TensorProto()
+    t.dtype = dtype  # type: ignore[assignment]  # any number, also ones outside the enum
     for d in dims:
         t.tensor_shape.dim.add().size = d
     return t
@@ -36,7 +37,7 @@ def _wire(t: tensor_pb2.TensorProto) -> tensor_pb2.TensorProto:
 
 
 @pytest.mark.parametrize("precision", NUMERIC, ids=lambda p: p.name)
-def test_tensor_content_round_trip(precision) -> None:
+def test_tensor_content_round_trip(precision: Precision) -> None:
     array = _sample(precision.name)
     t = _wire(array_to_tensor(array, precision))
     assert t.dtype == precision.tf
@@ -70,7 +71,7 @@ def _typed(precision_name: str, values: np.ndarray) -> tensor_pb2.TensorProto:
 
 
 @pytest.mark.parametrize("precision", NUMERIC, ids=lambda p: p.name)
-def test_typed_fields(precision) -> None:
+def test_typed_fields(precision: Precision) -> None:
     array = _sample(precision.name)
     back = tensor_to_array(_typed(precision.name, array), "b")
     assert back.dtype == precision.np_dtype and back.shape == array.shape

@@ -65,7 +65,7 @@ def test_abort_sends_code_and_spec_text() -> None:
     ctx = _FakeContext()
     err = VinoserveError(StatusCode.INVALID_BATCH, "Expected: 1; Actual: 10; input name: b")
     with pytest.raises(_Aborted):
-        asyncio.run(abort(ctx, err))  # type: ignore[arg-type]
+        asyncio.run(abort(ctx, err))
     text = "Invalid input batch size - Expected: 1; Actual: 10; input name: b"
     assert ctx.calls == [(grpc.StatusCode.INVALID_ARGUMENT, text)]
 
@@ -76,7 +76,7 @@ def test_unexpected_error_is_internal_and_logged(caplog: pytest.LogCaptureFixtur
         raise ValueError("boom")
     except ValueError as exc:
         with pytest.raises(_Aborted):
-            asyncio.run(abort_unexpected(ctx, exc, "Predict"))  # type: ignore[arg-type]
+            asyncio.run(abort_unexpected(ctx, exc, "Predict"))
     assert ctx.calls == [(grpc.StatusCode.INTERNAL, "Internal server error")]
     record = next(r for r in caplog.records if "Predict" in r.getMessage())
     assert record.exc_info is not None and "boom" in caplog.text

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -16,7 +17,7 @@ SCRIPT = ROOT / "scripts" / "gen_protos.py"
 GENERATED = ROOT / "src" / "vinoserve" / "protocol" / "generated"
 
 
-def _load_script():  # scripts/ is not a package
+def _load_script() -> ModuleType:  # scripts/ is not a package
     spec = importlib.util.spec_from_file_location("gen_protos", SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -42,7 +42,7 @@ class _DrainInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None or method in _ALWAYS_SERVED:
             return handler
-        wrapped = handler._replace(unary_unary=self._guard(handler.unary_unary))  # type: ignore[attr-defined]
+        wrapped = handler._replace(unary_unary=self._guard(handler.unary_unary))
         self._wrapped[method] = wrapped
         return wrapped
 

@@ -12,11 +12,12 @@ from typing import Any
 
 import grpc
 import numpy as np
-import pytest
-from conftest import RunningServer, tfs_request
-from models import write_affine
 
 from vinoserve.protocol.generated.tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from .clients import out_array, predict_raw, tfs_request
+from .models import write_affine
+from .server import RunningServer
 
 X1 = np.arange(10, dtype=np.float32).reshape(1, 10)
 
@@ -24,51 +25,47 @@ X1 = np.arange(10, dtype=np.float32).reshape(1, 10)
 def predict(s: RunningServer, model: str = "m", version: int | None = None, x: np.ndarray = X1,
             timeout: float = 30) -> tuple[int, float]:
     """(version that answered, bias of the affine model that answered: y - 2x)."""
-    with grpc.insecure_channel(s.grpc_address) as ch:
-        resp = prediction_service_pb2_grpc.PredictionServiceStub(ch).Predict(
-            tfs_request({"b": x}, model, version), timeout=timeout)
+    resp = predict_raw(s, {"b": x}, model, version, timeout=timeout)
     return resp.model_spec.version.value, bias_of(resp, x)
 
 
 def bias_of(resp: predict_pb2.PredictResponse, x: np.ndarray) -> float:
-    t = resp.outputs["y"]
-    y = np.frombuffer(t.tensor_content, np.float32).reshape([d.size for d in t.tensor_shape.dim])
-    return round(float((y - 2 * x).mean()), 3)
-
-
-def rpc_error(fn: Callable[..., Any], *args: Any, **kw: Any) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as info:
-        fn(*args, **kw)
-    return info.value
+    """The bias of the affine model (scale 2) that answered ``x``."""
+    return round(float((out_array(resp, "y") - 2 * x).mean()), 3)
 
 
 def states(s: RunningServer, model: str = "m") -> dict[int, str]:
+    """The state name of every version of ``model``, from the server's manager."""
     return {st.version: st.state.name for st in s.server.manager.status(model, None)}
 
 
 def reload(s: RunningServer) -> bool:
+    """Reload the configuration as the reload endpoint does; whether anything changed."""
     return bool(s.call(s.server.manager.reload()))
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 20) -> None:
+    """Poll ``cond`` until it holds; fail after ``timeout`` seconds."""
     end = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < end, "condition not met in time"
         time.sleep(0.02)
 
 
-def add_version(base: Path, version: int, staging: Path, **kw: object) -> None:
+def add_version(base: Path, version: int, staging: Path, bias: float) -> None:
     """Write a version elsewhere, then move it in with one rename (how versions should be deployed)."""
-    write_affine(staging, version, **kw)
+    write_affine(staging, version, bias=bias)
     os.rename(staging / str(version), base / str(version))
 
 
 def write_config(path: Path, models: Sequence[Mapping[str, object]]) -> Path:
+    """A config.json at ``path`` with one ``config`` entry per mapping in ``models``."""
     path.write_text(json.dumps({"model_config_list": [{"config": m} for m in models]}))
     return path
 
 
 def version_object(s: RunningServer, model: str, version: int) -> Any:
+    """The manager's object of one version (to look at its internals)."""
     return s.server.manager.models[model].versions[version]
 
 

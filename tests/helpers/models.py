@@ -33,9 +33,10 @@ def affine_model(shape: list[int] | None = None, scale: float = 2.0, bias: float
     return ov.Model([_named(y, "y")], [x], "affine")
 
 
-def write_affine(base: Path, version: int = 1, **kw: object) -> Path:
+def write_affine(base: Path, version: int = 1, shape: list[int] | None = None, scale: float = 2.0,
+                 bias: float = 1.0, dtype: type = np.float32) -> Path:
     """An IR of :func:`affine_model` in ``base/version``."""
-    return _save(affine_model(**kw), base, version)  # type: ignore[arg-type]
+    return _save(affine_model(shape, scale, bias, dtype), base, version)
 
 
 def write_two_inputs(base: Path, version: int = 1) -> Path:
@@ -56,16 +57,20 @@ def write_rigid(base: Path, version: int = 1) -> Path:
     return _save(ov.Model([_named(r, "y")], [x], "rigid"), base, version)
 
 
-def write_cnn(base: Path, version: int = 1, size: int = 32, classes: int = 10, seed: int = 0) -> Path:
-    """A small NCHW classifier: conv → relu → global pool → matmul → softmax; input ``x`` [1,3,s,s]."""
-    rng = np.random.default_rng(seed)
-    x = ops.parameter([1, 3, size, size], ov.Type.f32, name="x")
+def write_positional(base: Path, height: int, width: int, version: int = 1) -> Path:
+    """An NCHW IR whose answer depends on every position: ``y = x * w`` with ``w`` all different.
+
+    Input ``x`` [1,3,height,width] f32, output ``y`` of the same shape; ``w`` is :func:`positional_weights`.
+    """
+    x = ops.parameter([1, 3, height, width], ov.Type.f32, name="x")
     x.output(0).get_tensor().set_names({"x"})
-    w = ops.constant(rng.standard_normal((8, 3, 3, 3)).astype(np.float32))
-    c = ops.relu(ops.convolution(x, w, [1, 1], [1, 1], [1, 1], [1, 1]))
-    p = ops.reduce_mean(c, ops.constant(np.array([2, 3], dtype=np.int64)), keep_dims=False)
-    fc = ops.matmul(p, ops.constant(rng.standard_normal((8, classes)).astype(np.float32)), False, False)
-    return _save(ov.Model([_named(ops.softmax(fc, 1), "probs")], [x], "cnn"), base, version)
+    y = ops.multiply(x, ops.constant(positional_weights(height, width)))
+    return _save(ov.Model([_named(y, "y")], [x], "positional"), base, version)
+
+
+def positional_weights(height: int, width: int) -> np.ndarray:
+    """[1,3,height,width] f32 of distinct values (1, 2, 3, ...), exact in f32."""
+    return np.arange(1, 3 * height * width + 1, dtype=np.float32).reshape(1, 3, height, width)
 
 
 def write_onnx_affine(base: Path, version: int = 1, batch: int | str = 1) -> Path:
@@ -127,7 +132,7 @@ def write_slow(base: Path, version: int = 1, **kw: int) -> Path:
 
 
 def write_slow_affine(base: Path, version: int = 1, rows_per_item: int = 32, size: int = 1024,
-               depth: int = 32) -> Path:
+                      depth: int = 32) -> Path:
     """y = b * 2 + 1 (input ``b`` [-1,10]) plus output ``work``: a chain of ``depth`` MatMuls.
 
     The chain runs on ``batch * rows_per_item`` rows of ``size`` columns, so the time an inference
@@ -144,3 +149,27 @@ def write_slow_affine(base: Path, version: int = 1, rows_per_item: int = 32, siz
         t = ops.matmul(t, w, False, False)
     work = ops.reduce_mean(t, ops.constant(np.array([0, 1], dtype=np.int64)), keep_dims=True)
     return _save(ov.Model([_named(y, "y"), _named(work, "work")], [x], "slow"), base, version)
+
+
+def quadrant_model(classes: int = 4) -> ov.Model:
+    """Input ``image`` [1,3,8,8] f32 → ``probabilities`` [1,classes]: which 4x4 quadrant is brightest.
+
+    Class 0 is top-left, 1 top-right, 2 bottom-left, 3 bottom-right. With 1001 classes (TF-slim
+    style) index 0 is a background class in front and the unused classes follow.
+    """
+    x = ops.parameter([1, 3, 8, 8], ov.Type.f32, name="image")
+    x.output(0).get_tensor().set_names({"image"})
+    pooled = ops.avg_pool(x, [4, 4], [0, 0], [0, 0], [4, 4], exclude_pad=True)  # [N,3,2,2]
+    summed = ops.reduce_sum(pooled, ops.constant(np.array([1], np.int64)), keep_dims=False)
+    logits = ops.reshape(summed, ops.constant(np.array([0, 4], np.int64)), special_zero=True)
+    if classes == 1001:
+        logits = ops.pad(logits, ops.constant(np.array([0, 1], np.int64)), ops.constant(np.array([0, 996], np.int64)),
+                         "constant", ops.constant(np.float32(-1e4)))
+    probs = ops.softmax(logits, 1).output(0)
+    probs.get_tensor().set_names({"probabilities"})
+    return ov.Model([probs], [x], "quadrants")
+
+
+def write_quadrants(base: Path, classes: int = 4, version: int = 1) -> Path:
+    """An IR of :func:`quadrant_model` in ``base/version``."""
+    return _save(quadrant_model(classes), base, version)

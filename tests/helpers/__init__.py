@@ -1,0 +1,6 @@
+"""Shared helpers of the test suite: import them relatively (``from ..helpers.models import write_affine``).
+
+``server`` starts the real server in-process; ``models`` builds small models; ``clients`` holds the
+request builders and error catchers; ``management`` the model-version helpers; ``demo`` prepares the
+demo; ``example_client`` and ``tls`` serve the example client's tests.
+"""

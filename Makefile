@@ -44,14 +44,18 @@ protos: $(STAMP)
 IMAGE ?= vinoserve:latest
 LOCAL_BASE := localhost/vinoserve-base:bookworm
 BASE_IMAGE ?= $(LOCAL_BASE)
-BASE_ROOTFS := build/base-rootfs
+BASE_ROOTFS := $(CURDIR)/build/base-rootfs
+# CA_BUNDLE: a CA file pip in the build should trust (a TLS-inspecting proxy), mounted for the build only
+CA_BUNDLE ?=
 
 image:
 	@if [ "$(BASE_IMAGE)" = "$(LOCAL_BASE)" ] && ! podman image exists $(LOCAL_BASE); then $(MAKE) base-image; fi
-	podman build --isolation chroot --build-arg BASE=$(BASE_IMAGE) -f Containerfile -t $(IMAGE) .
+	podman build --isolation chroot --format docker --build-arg BASE=$(BASE_IMAGE) \
+	  $(if $(CA_BUNDLE),--volume $(abspath $(CA_BUNDLE)):/run/ca-bundle.crt:ro --build-arg PIP_CERT=/run/ca-bundle.crt) \
+	  -f Containerfile -t $(IMAGE) .
 
 base-image:
-	rm -rf $(BASE_ROOTFS)
+	rm -rf $(BASE_ROOTFS) && mkdir -p $(dir $(BASE_ROOTFS))
 	debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm $(BASE_ROOTFS)
 	chroot $(BASE_ROOTFS) apt-get clean
 	rm -rf $(BASE_ROOTFS)/var/lib/apt/lists/*

@@ -53,8 +53,9 @@ def inference_service() -> dict[str, Any]:
 
 
 def predictor_container(rt: dict[str, Any], isvc: dict[str, Any]) -> dict[str, Any]:
-    """The runtime's container as KServe makes it for ``isvc``: placeholders filled in across the
-    whole container (KServe renders the container's JSON as a Go template), service args appended."""
+    """The runtime's container as KServe makes it for ``isvc``: service args appended, placeholders
+    filled in across the whole container (KServe renders every string of it as a Go template over the
+    InferenceService's metadata, so ``{{.Name}}`` works in probe paths too)."""
     (container,) = [c for c in rt["spec"]["containers"] if c["name"] == "kserve-container"]
     rendered = json.loads(json.dumps(container).replace("{{.Name}}", isvc["metadata"]["name"]))
     assert "{{" not in json.dumps(rendered), "a placeholder other than {{.Name}} is left"

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint unit demo bench soak protos clean
+.PHONY: install test lint unit demo bench soak protos clean image base-image
 
 # grpcio-tools is the protobuf code generator, pinned so the gencode runs on protobuf 5.26-7.x;
 # --no-deps because its metadata asks for protobuf<6, which generating code does not need.
@@ -39,6 +39,32 @@ soak: $(STAMP)
 
 protos: $(STAMP)
 	$(BIN)/python scripts/gen_protos.py
+
+# `make image` builds the container image with podman (chroot isolation: no daemon and no user
+# namespaces needed), from BASE_IMAGE: any image with python3 (3.11+) and its venv module. By default
+# that base is made here by `make base-image` (debootstrap of Debian bookworm with python3-venv, then
+# podman import), so no container registry is needed. Needs `apt-get install podman runc debootstrap`;
+# not part of `make test`. Elsewhere: make image BASE_IMAGE=docker.io/library/python:3.12-slim
+IMAGE ?= vinoserve:latest
+LOCAL_BASE := localhost/vinoserve-base:bookworm
+BASE_IMAGE ?= $(LOCAL_BASE)
+BASE_ROOTFS := $(CURDIR)/build/base-rootfs
+# CA_BUNDLE: a CA file pip in the build should trust (a TLS-inspecting proxy), mounted for the build only
+CA_BUNDLE ?=
+
+image:
+	@if [ "$(BASE_IMAGE)" = "$(LOCAL_BASE)" ] && ! podman image exists $(LOCAL_BASE); then $(MAKE) base-image; fi
+	podman build --isolation chroot --format docker --build-arg BASE=$(BASE_IMAGE) \
+	  $(if $(CA_BUNDLE),--volume $(abspath $(CA_BUNDLE)):/run/ca-bundle.crt:ro --build-arg PIP_CERT=/run/ca-bundle.crt) \
+	  -f Containerfile -t $(IMAGE) .
+
+base-image:
+	rm -rf $(BASE_ROOTFS) && mkdir -p $(dir $(BASE_ROOTFS))
+	debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm $(BASE_ROOTFS)
+	chroot $(BASE_ROOTFS) apt-get clean
+	rm -rf $(BASE_ROOTFS)/var/lib/apt/lists/*
+	tar -C $(BASE_ROOTFS) -c . | podman import --change 'CMD ["python3"]' - $(LOCAL_BASE)
+	rm -rf $(BASE_ROOTFS)
 
 clean:
 	rm -rf $(VENV) demo bench-out

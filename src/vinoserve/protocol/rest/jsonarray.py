@@ -30,7 +30,7 @@ from vinoserve.types import BY_NAME, Precision
 STRING = BY_NAME["STRING"]
 BF16 = BY_NAME["BF16"]
 BOOL = BY_NAME["BOOL"]
-CHUNK_ROWS = 4096
+CHUNK_ELEMENTS = 65536  # values converted per numpy call on a large input
 _NUMBERS = frozenset({int, float})
 _TEXT = frozenset({str, dict})
 _JSON_TYPES = {type(None): "null", bool: "true/false", int: "number", float: "number", str: "string",
@@ -54,14 +54,35 @@ def json_array(value: Any, precision: Precision | None, name: str, *, b64: bool 
     or ``{"b64": ...}`` make a STRING array whatever the precision: the data plane then answers
     with the precision error, which tells the client what to change.
     """
-    if type(value) is not list or len(value) <= CHUNK_ROWS:
+    per_row = _row_elements(value)
+    if type(value) is not list or len(value) < 2 or len(value) * per_row <= CHUNK_ELEMENTS:
         return _array(value, precision, name, b64)
-    # A long list goes in slices: each numpy call then holds the GIL for milliseconds, and a
-    # decode on a worker thread lets the event loop run between them.
-    parts = [_array(value[i:i + CHUNK_ROWS], precision, name, b64) for i in range(0, len(value), CHUNK_ROWS)]
-    if len({(p.shape[1:], p.dtype) for p in parts}) != 1:
-        raise _bad(name, "not an n-dimensional array")
+    # A large value goes in slices: each numpy call then holds the GIL for milliseconds, and a
+    # decode on a worker thread lets the event loop run between them. Recursion is bounded by
+    # the nesting limit (64) the JSON reader enforces.
+    if per_row > CHUNK_ELEMENTS:  # each row is large itself: one row at a time, split further
+        parts = [json_array(row, precision, name, b64=b64) for row in value]
+        _same_layout(parts, name, 0)
+        return np.stack(parts)
+    step = CHUNK_ELEMENTS // max(per_row, 1)
+    parts = [_array(value[i:i + step], precision, name, b64) for i in range(0, len(value), step)]
+    _same_layout(parts, name, 1)
     return np.concatenate(parts)
+
+
+def _row_elements(value: Any) -> int:
+    """Elements in one row of ``value``, read down its first elements (a guess, checked later)."""
+    count = 1
+    row = value[0] if type(value) is list and value else None
+    while type(row) is list:
+        count *= len(row)
+        row = row[0] if row else None
+    return count
+
+
+def _same_layout(parts: list[np.ndarray], name: str, skip: int) -> None:
+    if len({(p.shape[skip:], p.dtype) for p in parts}) != 1:  # ragged, or types differing between slices
+        raise _bad(name, "not an n-dimensional array")
 
 
 def _array(value: Any, precision: Precision | None, name: str, b64: bool) -> np.ndarray:

@@ -127,13 +127,11 @@ def _integers(layout: np.ndarray, flat: list[Any], has_floats: bool, precision: 
         return layout.astype(precision.np_dtype)
     if has_floats:
         values = layout.astype(np.float64)
-        if not np.array_equal(values, np.trunc(values)):  # also false for inf and NaN
+        if not (np.isfinite(values).all() and np.array_equal(values, np.trunc(values))):
             raise _bad(name, f"{precision.name} takes whole numbers only")
-        # info.min and info.max + 1 are powers of two, exact as float64
-        if values.min() < info.min or values.max() >= float(info.max) + 1:
-            raise out_of_range
-        return values.astype(precision.np_dtype)
-    if min(flat) < info.min or max(flat) > info.max:  # Python ints: exact, whatever their size
+    # Python compares ints and floats exactly, whatever their size; numpy then casts each value
+    # through int(), so 2**63 - 1 next to a 3.0 stays exact
+    if min(flat) < info.min or max(flat) > info.max:
         raise out_of_range
     return layout.astype(precision.np_dtype)
 

@@ -60,6 +60,9 @@ def test_types_per_precision() -> None:
         _bad([1, None], precision, "takes no null")
         _bad([1, True], precision, "takes no true/false")
         _bad([[1], [1, 2]], precision, "array")
+    _bad([1, 1e300], "FP32", "out of the range of FP32")
+    _bad([70000], "FP16", "out of the range of FP16")
+    _bad([1, 10**400], "FP64", "out of the range of FP64")  # the standard-library reader keeps big ints
     _bad([True, 1], "BOOL", "takes no number")
     assert json_array([True, False], BY_NAME["BOOL"], "b").tolist() == [True, False]
     assert json_array([1.0], BY_NAME["BF16"], "b").tolist() == [0x3F80]

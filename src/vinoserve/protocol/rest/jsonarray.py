@@ -6,7 +6,7 @@ ragged list shows up as a list element, which no precision takes. Then every ele
 must suit the input's precision, as OVMS requires (numpy alone would make ``null`` NaN, ``true``
 1.0, and wrap ``300`` into a U8):
 
-- floating inputs take JSON numbers;
+- floating inputs take JSON numbers within the dtype's range (``1e300`` is no FP32);
 - integer inputs take JSON integers, and numbers with no fractional part (``3.0``), within the
   dtype's range: ``1.5``, or ``300`` for U8, is refused rather than truncated or wrapped;
 - BOOL inputs take ``true`` and ``false`` only (OVMS refuses numbers there as well);
@@ -103,13 +103,17 @@ def _array(value: Any, precision: Precision | None, name: str, b64: bool) -> np.
     if not kinds <= _NUMBERS:
         raise _wrong_types(kinds, _NUMBERS, precision, name)
     try:
-        if precision is BF16:  # bf16 travels as the upper 16 bits of a float32
-            return (layout.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
-        if precision.np_dtype.kind == "f":
-            return layout.astype(precision.np_dtype)
-        return _integers(layout, flat, float in kinds, precision, name)
+        if precision.np_dtype.kind != "f" and precision is not BF16:
+            return _integers(layout, flat, float in kinds, precision, name)
+        with np.errstate(over="ignore"):
+            floats = layout.astype(np.float32 if precision is BF16 else precision.np_dtype)
     except OverflowError:  # an integer beyond any float (the standard-library reader allows them)
         raise _bad(name, f"a value is out of the range of {precision.name}") from None
+    if not np.isfinite(floats).all():  # JSON numbers are finite: 1e300 overflowed the dtype
+        raise _bad(name, f"a value is out of the range of {precision.name}")
+    if precision is BF16:  # bf16 travels as the upper 16 bits of a float32
+        return (floats.view(np.uint32) >> 16).astype(np.uint16)
+    return floats
 
 
 def _guess(kinds: set[type]) -> Precision:

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint unit demo bench soak protos clean image base-image
+.PHONY: install test lint unit fuzz demo bench soak protos clean image base-image
 
 # grpcio-tools is the protobuf code generator, pinned so the gencode runs on protobuf 5.26-7.x;
 # --no-deps because its metadata asks for protobuf<6, which generating code does not need.
@@ -26,6 +26,10 @@ test: $(STAMP) lint
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
+
+# `make test` runs the fuzz suite with 150 examples a test; this runs 2000 (about a minute).
+fuzz: $(STAMP)
+	VINOSERVE_FUZZ_EXAMPLES=$${VINOSERVE_FUZZ_EXAMPLES:-2000} $(BIN)/python -m pytest -q -s -m fuzz tests/fuzz
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from vinoserve.errors import StatusCode, VinoserveError
-from vinoserve.types import BY_KSERVE, BY_NAME, Precision, format_shape, precision_of
+from vinoserve.protocol.shapes import checked_dims
+from vinoserve.types import BY_KSERVE, BY_NAME, Precision, precision_of
 
 STRING = BY_NAME["STRING"]
-BF16 = BY_NAME["BF16"]
 _LEN = struct.Struct("<I")  # BYTES elements are prefixed by their length, 4 bytes little-endian
 
 
@@ -36,19 +36,14 @@ def datatype_of(array: np.ndarray) -> str:
     return precision_of(array).kserve
 
 
-def checked_shape(shape: Sequence[Any], name: str) -> tuple[int, ...]:
-    """The declared shape as ints; a negative (or non-integer) dimension is a SPEC error."""
-    try:
-        dims = tuple(int(d) for d in shape)
-    except (TypeError, ValueError):
-        raise VinoserveError(StatusCode.INVALID_SHAPE, f"shape must be a list of integers; input name: {name}") \
-            from None
-    if any(d < 0 for d in dims):
-        raise VinoserveError(
-            StatusCode.INVALID_SHAPE,
-            f"Negative or zero dimension size is not acceptable: {format_shape(dims)}; input name: {name}",
-        )
-    return dims
+def checked_shape(shape: Sequence[Any], precision: Precision, name: str) -> tuple[int, ...]:
+    """The declared shape, once every dimension is an integer and numpy can hold it (SPEC §6).
+
+    JSON may carry ``1.5``, ``"1"`` or ``true`` as a dimension: refused, never truncated or cast.
+    """
+    if not all(type(d) is int for d in shape):  # exact type: a bool is an int to isinstance
+        raise VinoserveError(StatusCode.INVALID_SHAPE, f"shape must be a list of integers; input name: {name}")
+    return checked_dims(shape, name, precision.np_dtype.itemsize)
 
 
 def _count_error(expected: int, actual: int, name: str) -> VinoserveError:
@@ -115,41 +110,19 @@ def to_raw(array: np.ndarray) -> bytes:
     return np.ascontiguousarray(array).tobytes()
 
 
-def _flatten(data: Any, out: list[Any]) -> None:
-    if isinstance(data, list):
-        for d in data:
-            _flatten(d, out)
-    else:
-        out.append(data)
-
-
 def from_values(values: Sequence[Any], precision: Precision, shape: tuple[int, ...], name: str) -> np.ndarray:
-    """Decode a value list (JSON ``data``, flat or nested, or gRPC typed contents) of ``shape``."""
+    """Decode the typed ``contents`` of a gRPC input (a flat, typed protobuf list) of ``shape``."""
     count = math.prod(shape)
+    if len(values) != count:
+        raise _count_error(count, len(values), name)
     if precision is STRING:
-        flat: list[Any] = []
-        _flatten(list(values), flat)
-        if len(flat) != count:
-            raise _count_error(count, len(flat), name)
         array = np.empty(count, dtype=object)
-        try:
-            array[:] = [v if isinstance(v, bytes) else v.encode() for v in flat]
-        except AttributeError:
-            raise VinoserveError(StatusCode.JSON_INVALID, f"BYTES data must be strings; input name: {name}") from None
+        array[:] = list(values)  # element-wise assignment keeps each bytes value whole
         return array.reshape(shape)
-    try:
-        if precision is BF16:  # bf16 travels as its upper 16 bits of a float32
-            array = (np.asarray(values, dtype=np.float32).view(np.uint32) >> 16).astype(np.uint16)
-        elif precision.np_dtype.kind in ("i", "u") and precision.np_dtype.itemsize < 4:
-            # narrow ints arrive widened (gRPC int_contents/uint_contents); wrap as a C cast would
-            array = np.asarray(values, dtype=np.int64).astype(precision.np_dtype)
-        else:
-            array = np.asarray(values, dtype=precision.np_dtype)
-    except (ValueError, TypeError, OverflowError):
-        raise VinoserveError(StatusCode.JSON_INVALID, f"input name: {name}") from None
-    if array.size != count:
-        raise _count_error(count, array.size, name)
-    return array.reshape(shape)
+    if precision.np_dtype.kind in ("i", "u") and precision.np_dtype.itemsize < 4:
+        # narrow ints arrive widened in int_contents/uint_contents; wrap as a C cast would, as OVMS does
+        return np.asarray(values, dtype=np.int64).astype(precision.np_dtype).reshape(shape)
+    return np.asarray(values, dtype=precision.np_dtype).reshape(shape)
 
 
 def to_values(array: np.ndarray) -> np.ndarray | list[str]:

@@ -16,7 +16,8 @@ import numpy as np
 
 from vinoserve.errors import StatusCode, VinoserveError
 from vinoserve.protocol.generated.tensorflow.core.framework import tensor_pb2, types_pb2
-from vinoserve.types import BY_NAME, BY_TF, Precision, format_shape, precision_of
+from vinoserve.protocol.shapes import checked_dims
+from vinoserve.types import BY_NAME, BY_TF, Precision, precision_of
 
 TensorProto = tensor_pb2.TensorProto
 
@@ -72,7 +73,7 @@ def dtype_name(tf_dtype: int) -> str:
 def tensor_to_array(proto: Any, name: str, max_bytes: int | None = None) -> np.ndarray:
     """Decode one input ``TensorProto`` named ``name`` into a numpy array.
 
-    Raises :class:`VinoserveError` for an unsupported dtype, a negative dimension, a
+    Raises :class:`VinoserveError` for an unsupported dtype, a shape numpy cannot hold, a
     ``tensor_content`` whose size does not match the shape, a typed value list whose length
     does not match the shape, or a decoded size above ``max_bytes``.
     """
@@ -82,12 +83,7 @@ def tensor_to_array(proto: Any, name: str, max_bytes: int | None = None) -> np.n
             StatusCode.INVALID_PRECISION,
             f"Unsupported precision: {dtype_name(proto.dtype)}; input name: {name}",
         )
-    dims = tuple(int(d.size) for d in proto.tensor_shape.dim)
-    if any(d < 0 for d in dims):
-        raise VinoserveError(
-            StatusCode.INVALID_SHAPE,
-            f"Negative or zero dimension size is not acceptable: {format_shape(dims)}; input name: {name}",
-        )
+    dims = checked_dims([int(d.size) for d in proto.tensor_shape.dim], name, precision.np_dtype.itemsize)
     count = math.prod(dims)  # Python int: a declared shape cannot overflow here
     # read tensor_content once: each access copies the bytes out of the message
     content = b"" if precision is _STRING else proto.tensor_content

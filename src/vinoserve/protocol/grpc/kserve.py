@@ -18,6 +18,7 @@ from vinoserve.errors import StatusCode, VinoserveError
 from vinoserve.protocol.generated.kserve import grpc_predict_v2_pb2 as pb
 from vinoserve.protocol.generated.kserve import grpc_predict_v2_pb2_grpc as pb_grpc
 from vinoserve.protocol.grpc.errors import abort, abort_unexpected
+from vinoserve.protocol.grpc.guard import GuardedRegistry
 from vinoserve.protocol.kserve_tensors import (
     checked_shape,
     datatype_of,
@@ -53,7 +54,7 @@ def decode_inputs(request: Any) -> dict[str, np.ndarray]:
     for i, tensor in enumerate(request.inputs):
         name = tensor.name
         precision = precision_for(tensor.datatype, name)
-        shape = checked_shape(tensor.shape, name)
+        shape = checked_shape(tensor.shape, precision, name)
         if raw:
             inputs[name] = from_raw(raw[i], precision, shape, name)
             continue
@@ -153,5 +154,5 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
 
 
 def add_kserve_servicer(dataplane: DataPlane, server: grpc.aio.Server) -> None:
-    """Register ``inference.GRPCInferenceService`` on ``server``."""
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(KServeServicer(dataplane), server)
+    """Register ``inference.GRPCInferenceService`` on ``server``; unparseable requests get ``Invalid message``."""
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(KServeServicer(dataplane), GuardedRegistry(server))

@@ -22,6 +22,7 @@ from vinoserve.protocol.generated.tensorflow_serving.apis import (
 )
 from vinoserve.protocol.grpc.convert import encode_array, tensor_to_array
 from vinoserve.protocol.grpc.errors import abort, abort_unexpected
+from vinoserve.protocol.grpc.guard import GuardedRegistry
 from vinoserve.types import InferRequest, ModelMetadata, TensorSpec
 
 SIGNATURE = "serving_default"
@@ -157,6 +158,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def add_tfs_servicers(dataplane: DataPlane, server: grpc.aio.Server) -> None:
-    """Register both TF Serving services on ``server``."""
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(dataplane), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(dataplane), server)
+    """Register both TF Serving services on ``server``; unparseable requests get ``Invalid message``."""
+    registry = GuardedRegistry(server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(dataplane), registry)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(dataplane), registry)

@@ -35,9 +35,46 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
+MAX_DEPTH = 64  # arrays and objects nested deeper are refused (numpy's dimension limit too)
+# every byte but the brackets and the quote, for bytes.translate to delete
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+
+
+class JsonTooDeep(ValueError):
+    """The JSON text nests arrays and objects deeper than :data:`MAX_DEPTH`."""
+
+
+def check_depth(text: bytes, limit: int = MAX_DEPTH) -> None:
+    """Raise :class:`JsonTooDeep` when the valid JSON ``text`` nests deeper than ``limit``.
+
+    Reads the bytes with C-speed passes and no recursion, so the check itself cannot overflow a
+    stack, and costs little for a large tensor body (its few brackets are all that is left after
+    the first pass).
+    """
+    # Inside strings a backslash escapes the next byte: drop escaped backslashes first, then escaped
+    # quotes, and every quote left opens or closes a string; the pieces between them alternate.
+    if b"\\" in text:
+        text = text.replace(b"\\\\", b"").replace(b'\\"', b"")
+    structure = b"".join(text.translate(None, _NOT_STRUCTURE).split(b'"')[::2]).translate(_SQUARE)
+    # Each pass deletes the innermost pairs, lowering the deepest nesting by exactly one.
+    for _ in range(limit):
+        if not structure:
+            return
+        structure = structure.replace(b"[]", b"")
+    if structure:
+        raise JsonTooDeep(f"JSON nests deeper than {limit} levels")
+
+
 def loads_std(data: bytes | memoryview) -> Any:
-    """Parse with the standard library (``ValueError`` on bad JSON or bad UTF-8)."""
-    return json.loads(bytes(data))
+    """Parse with the standard library (``ValueError`` on bad JSON, bad UTF-8 or too deep nesting)."""
+    text = bytes(data)
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise JsonTooDeep(f"JSON nests deeper than {MAX_DEPTH} levels") from None
+    check_depth(text)
+    return value
 
 
 def dumps_std(value: Any) -> bytes:
@@ -49,9 +86,11 @@ if orjson is not None:
     _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
     def loads(data: bytes | memoryview) -> Any:
-        """Parse a JSON body; ``ValueError`` on bad JSON or bad UTF-8."""
+        """Parse a JSON body; ``ValueError`` on bad JSON, bad UTF-8 or nesting deeper than 64."""
         assert orjson is not None
-        return orjson.loads(data)
+        value = orjson.loads(data)  # its own limit (1024 levels) keeps its parser's stack safe
+        check_depth(data if isinstance(data, bytes) else bytes(data))
+        return value
 
     def dumps(value: Any) -> bytes:
         """Write a JSON body; numpy arrays and bytes are accepted anywhere."""

@@ -14,6 +14,7 @@ from aiohttp import web
 from vinoserve.dataplane import DataPlane
 from vinoserve.protocol.kserve_tensors import dims_of, parse_version
 from vinoserve.protocol.rest.kserve_json import HEADER_LENGTH, encode_infer, parse_infer
+from vinoserve.protocol.rest.offload import outputs_size, run_sized
 from vinoserve.types import InferRequest, ModelMetadata, TensorSpec, VersionState
 
 PLATFORM = "OpenVINO"
@@ -77,12 +78,12 @@ class KServeRoutes:
     async def infer(self, request: web.Request) -> web.Response:
         """``POST .../infer``: JSON tensors or the binary tensor extension, both ways."""
         body = await request.read()
-        parsed = parse_infer(body, request.headers.get(HEADER_LENGTH))
+        parsed = await run_sized(len(body), parse_infer, body, request.headers.get(HEADER_LENGTH))
         result = await self.dataplane.infer(InferRequest(
             request.match_info["name"], _version(request), parsed.inputs, parsed.outputs, parsed.id,
             api="KServe", interface="REST",
         ))
-        data, header_length = encode_infer(result, parsed)
+        data, header_length = await run_sized(outputs_size(result.outputs), encode_infer, result, parsed)
         if header_length is None:
             return web.Response(body=data, content_type="application/json")
         return web.Response(body=data, content_type="application/octet-stream",

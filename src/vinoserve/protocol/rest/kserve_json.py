@@ -8,6 +8,7 @@ leftover bytes are 400 errors, never 500.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,11 +19,11 @@ from vinoserve.protocol.kserve_tensors import (
     checked_shape,
     datatype_of,
     from_raw,
-    from_values,
     precision_for,
     to_raw,
     to_values,
 )
+from vinoserve.protocol.rest.jsonarray import json_array
 from vinoserve.protocol.rest.jsoncodec import dumps, loads
 from vinoserve.types import InferResponse
 
@@ -68,6 +69,16 @@ def _params(obj: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def _typed(obj: dict[str, Any], key: str, kind: type, default: Any) -> Any:
+    """``obj[key]`` when it has the JSON type the protocol gives it (``true`` is no string), else 400."""
+    value = obj.get(key)
+    if value is None:
+        return default
+    if type(value) is not kind:
+        raise _invalid(f"{key} must be a {'boolean' if kind is bool else 'string'}")
+    return value
+
+
 def _input(tensor: Any, binary: memoryview, offset: int) -> tuple[str, np.ndarray, int]:
     if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
         raise _invalid("every input needs a name, a datatype and a shape")
@@ -76,7 +87,7 @@ def _input(tensor: Any, binary: memoryview, offset: int) -> tuple[str, np.ndarra
     if not isinstance(datatype, str) or not isinstance(shape, list):
         raise _invalid(f"input {name} needs a datatype and a shape")
     precision = precision_for(datatype, name)
-    dims = checked_shape(shape, name)
+    dims = checked_shape(shape, precision, name)
     size = _params(tensor).get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -90,7 +101,13 @@ def _input(tensor: Any, binary: memoryview, offset: int) -> tuple[str, np.ndarra
     data = tensor.get("data")
     if data is None:
         raise _invalid(f"input {name} has neither data nor parameters.binary_data_size")
-    return name, from_values(data if isinstance(data, list) else [data], precision, dims, name), offset
+    array = json_array(data if isinstance(data, list) else [data], precision, name)  # flat or nested
+    count = math.prod(dims)
+    if array.size != count:
+        raise VinoserveError(
+            StatusCode.INVALID_VALUE_COUNT, f"Expected: {count}; Actual: {array.size}; input name: {name}"
+        )
+    return name, array.reshape(dims), offset
 
 
 def parse_infer(body: bytes, header_length: str | None) -> ParsedInfer:
@@ -98,8 +115,8 @@ def parse_infer(body: bytes, header_length: str | None) -> ParsedInfer:
     header, binary = _split(body, header_length)
     try:
         doc = loads(header)
-    except ValueError:  # includes bad UTF-8
-        raise VinoserveError(StatusCode.JSON_INVALID) from None
+    except ValueError as exc:  # includes bad UTF-8 and nesting deeper than 64 levels
+        raise VinoserveError(StatusCode.JSON_INVALID, str(exc)) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
         raise _invalid("the request needs an inputs list")
     inputs: dict[str, np.ndarray] = {}
@@ -114,17 +131,18 @@ def parse_infer(body: bytes, header_length: str | None) -> ParsedInfer:
             StatusCode.INVALID_CONTENT_SIZE,
             f"{len(binary) - offset} bytes of binary data follow the inputs' binary_data_size total",
         )
-    parsed = ParsedInfer(inputs, None, str(doc.get("id") or ""),
-                         bool(_params(doc).get("binary_data_output", False)))
+    parsed = ParsedInfer(inputs, None, _typed(doc, "id", str, ""),
+                         _typed(_params(doc), "binary_data_output", bool, False))
     requested = doc.get("outputs")
     if requested is not None:
-        if not isinstance(requested, list) or not all(isinstance(o, dict) and "name" in o for o in requested):
+        if not isinstance(requested, list) or not all(isinstance(o, dict) and type(o.get("name")) is str
+                                                      for o in requested):
             raise _invalid("outputs must be a list of objects with a name")
-        parsed.outputs = [str(o["name"]) for o in requested] or None
+        parsed.outputs = [o["name"] for o in requested] or None
         for o in requested:
-            flag = _params(o).get("binary_data")
+            flag = _typed(_params(o), "binary_data", bool, None)
             if flag is not None:
-                parsed.binary[str(o["name"])] = bool(flag)
+                parsed.binary[o["name"]] = flag
     return parsed
 
 

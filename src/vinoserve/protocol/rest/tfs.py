@@ -14,6 +14,7 @@ from aiohttp import web
 from vinoserve.dataplane import DataPlane
 from vinoserve.errors import VinoserveError
 from vinoserve.protocol.generated.tensorflow.core.framework import types_pb2
+from vinoserve.protocol.rest.offload import outputs_size, run_sized
 from vinoserve.protocol.rest.tfs_json import encode_predict, parse_predict
 from vinoserve.types import InferRequest, ModelMetadata, TensorSpec, VersionStatus
 
@@ -80,9 +81,10 @@ class TfsRoutes:
             # Let the data plane raise the same error through infer, so the failure is counted.
             await self.dataplane.infer(InferRequest(name, version, {}, api="TFS", interface="REST"))
             raise
-        inputs, row = parse_predict(body, {s.name: s.precision for s in meta.inputs})
+        inputs, row = await run_sized(len(body), parse_predict, body, {s.name: s.precision for s in meta.inputs})
         result = await self.dataplane.infer(InferRequest(name, version, inputs, api="TFS", interface="REST"))
-        return web.Response(body=encode_predict(result.outputs, row), content_type="application/json")
+        data = await run_sized(outputs_size(result.outputs), encode_predict, result.outputs, row)
+        return web.Response(body=data, content_type="application/json")
 
     async def status(self, request: web.Request) -> web.Response:
         """``GET /v1/models/{name}[/versions/{N}]``: every version, or the one asked for."""

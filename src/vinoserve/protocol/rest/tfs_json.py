@@ -1,7 +1,9 @@
 """TF Serving REST predict bodies <-> numpy: row (``instances``) and column (``inputs``) formats.
 
 JSON numbers become the model input's own dtype (read from the model metadata), so ``[1, 2]``
-feeds an FP32 input as float32 without a precision error.
+feeds an FP32 input as float32 without a precision error. Types are strict, as in OVMS: ``null``,
+``true`` and ``false`` feed no numeric input, and integers must fit the input's dtype
+(:mod:`~vinoserve.protocol.rest.jsonarray`).
 
 ``{"b64": "..."}`` values are decoded to bytes and make a STRING (BYTES) tensor. vinoserve does
 not decode images: a b64 value sent to a numeric input is refused by the data plane's precision
@@ -12,76 +14,20 @@ Plain JSON strings feed STRING inputs as UTF-8 bytes.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 import numpy as np
 
 from vinoserve.errors import StatusCode, VinoserveError
+from vinoserve.protocol.rest.jsonarray import json_array
 from vinoserve.protocol.rest.jsoncodec import dumps, loads
-from vinoserve.types import BY_NAME, Precision
+from vinoserve.types import Precision
 
-_STRING = BY_NAME["STRING"]
 _BAD = StatusCode.JSON_INVALID
 
 
 def _is_b64(value: Any) -> bool:
     return isinstance(value, dict) and len(value) == 1 and "b64" in value
-
-
-def _leaf_bytes(value: Any) -> bytes:
-    if _is_b64(value) and isinstance(value["b64"], str):
-        try:
-            return base64.b64decode(value["b64"], validate=True)
-        except (binascii.Error, ValueError):
-            raise VinoserveError(_BAD) from None
-    if isinstance(value, str):
-        return value.encode()
-    raise VinoserveError(_BAD)
-
-
-def _shape_of(value: Any) -> tuple[int, ...]:
-    # strict: every sub-list at one depth has the same shape, so ragged arrays are refused
-    if not isinstance(value, list):
-        return ()
-    if not value:
-        return (0,)
-    first = _shape_of(value[0])
-    for v in value[1:]:
-        if _shape_of(v) != first:
-            raise VinoserveError(_BAD)
-    return (len(value), *first)
-
-
-def _leaves(value: Any, out: list[bytes]) -> None:
-    if isinstance(value, list):
-        for v in value:
-            _leaves(v, out)
-    else:
-        out.append(_leaf_bytes(value))
-
-
-def _bytes_array(value: Any) -> np.ndarray:
-    shape = _shape_of(value)
-    flat: list[bytes] = []
-    _leaves(value, flat)
-    array = np.empty(len(flat), dtype=object)
-    array[:] = flat  # element-wise assignment keeps each bytes value whole
-    return array.reshape(shape)
-
-
-def to_array(value: Any, precision: Precision | None) -> np.ndarray:
-    """One input's JSON value as an array of the input's dtype (bytes for b64 and strings)."""
-    if precision is not _STRING:
-        try:
-            if precision is None:  # input unknown to the model: the data plane will name the problem
-                array = np.asarray(value)
-                return array.astype(np.float32) if array.dtype == np.float64 else array
-            return np.asarray(value, dtype=precision.np_dtype)
-        except (ValueError, TypeError, OverflowError):
-            pass  # ragged, or holds b64/strings: the strict path below decides
-    return _bytes_array(value)
 
 
 def parse_predict(body: bytes, precisions: dict[str, Precision]) -> tuple[dict[str, np.ndarray], bool]:
@@ -91,8 +37,8 @@ def parse_predict(body: bytes, precisions: dict[str, Precision]) -> tuple[dict[s
     """
     try:
         doc = loads(body)
-    except ValueError:  # includes bad UTF-8
-        raise VinoserveError(_BAD) from None
+    except ValueError as exc:  # includes bad UTF-8 and nesting deeper than 64 levels
+        raise VinoserveError(_BAD, str(exc)) from None
     if not isinstance(doc, dict) or ("instances" in doc) == ("inputs" in doc):
         raise VinoserveError(StatusCode.JSON_FORMAT)
     if "instances" in doc:
@@ -114,23 +60,23 @@ def _named(value: Any) -> bool:
 def _rows(instances: Any, precisions: dict[str, Precision]) -> dict[str, np.ndarray]:
     if not isinstance(instances, list) or not instances:
         raise VinoserveError(_BAD)
-    named = [_named(i) for i in instances]
+    named = [_named(i) for i in instances] if dict in set(map(type, instances)) else [False]
     if not any(named):
         name = _only_input(precisions)
-        return {name: to_array(instances, precisions[name])}
+        return {name: json_array(instances, precisions[name], name, b64=True)}
     if not all(named):
         raise VinoserveError(_BAD)
     keys = set(instances[0])
     if any(set(i) != keys for i in instances[1:]):
         raise VinoserveError(_BAD)
-    return {k: to_array([i[k] for i in instances], precisions.get(k)) for k in instances[0]}
+    return {k: json_array([i[k] for i in instances], precisions.get(k), k, b64=True) for k in instances[0]}
 
 
 def _columns(inputs: Any, precisions: dict[str, Precision]) -> dict[str, np.ndarray]:
     if _named(inputs):
-        return {k: to_array(v, precisions.get(k)) for k, v in inputs.items()}
+        return {k: json_array(v, precisions.get(k), k, b64=True) for k, v in inputs.items()}
     name = _only_input(precisions)
-    return {name: to_array(inputs, precisions[name])}
+    return {name: json_array(inputs, precisions[name], name, b64=True)}
 
 
 def encode_predict(outputs: dict[str, np.ndarray], row: bool) -> bytes:

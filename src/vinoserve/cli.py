@@ -11,6 +11,7 @@ from typing import NoReturn
 from .config import (
     ModelConfig,
     ServerSettings,
+    load_config_file,
     parse_batch,
     parse_layout,
     parse_plugin_config,
@@ -102,8 +103,6 @@ def build_settings(argv: list[str]) -> ServerSettings:
         if given:
             raise StartupError("Model parameters in CLI are exclusive with the config file "
                                f"(--config_path with --{given[0]})")
-        from .configfile import load_config_file
-
         models, metrics = load_config_file(Path(ns.config_path), ns.shape_variants)
         config_path: Path | None = Path(ns.config_path)
         metrics_enable = ns.metrics_enable or metrics

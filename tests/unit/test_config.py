@@ -13,11 +13,11 @@ from vinoserve.config import (
     ShapeSetting,
     VersionPolicy,
     parse_batch,
+    parse_config,
     parse_layout,
     parse_policy,
     parse_shape,
 )
-from vinoserve.configfile import parse_config
 from vinoserve.errors import StartupError
 from vinoserve.types import Dim, format_shape
 

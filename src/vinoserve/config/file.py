@@ -6,8 +6,8 @@ import json
 import logging
 from pathlib import Path
 
-from .config import (
-    ModelConfig,
+from ..errors import StartupError
+from .flags import (
     parse_batch,
     parse_layout,
     parse_layout_obj,
@@ -16,7 +16,7 @@ from .config import (
     parse_shape,
     parse_shape_obj,
 )
-from .errors import StartupError
+from .settings import ModelConfig
 
 log = logging.getLogger(__name__)
 _MODEL_KEYS = {"name", "base_path", "batch_size", "shape", "layout", "model_version_policy", "nireq",

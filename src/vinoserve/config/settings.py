@@ -1,12 +1,12 @@
 """Typed settings of the server and of each model: frozen values built once, at the edge.
 
-The command line and ``config.json`` are parsed into these (``flags.py``, ``file.py``);
+The command line and ``config.json`` are parsed into these (``flags.py``, ``model.py``, ``file.py``);
 nothing past start-up reads a flag string again.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..tls import TlsFiles
@@ -56,18 +56,22 @@ class VersionPolicy:
 
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
-    """Everything about one served model."""
+    """Everything about one served model, as ``config.model.build_model_config`` builds it.
+
+    The fields have no defaults here: the builder is the one place that spells them, for the flags
+    and for ``config.json`` alike.
+    """
 
     name: str
     base_path: Path
-    batch: BatchSetting | None = None
-    shape: dict[str | None, ShapeSetting] | None = None  # None key: anonymous tuple
-    layout: dict[str | None, LayoutSetting] | None = None
-    version_policy: VersionPolicy = field(default_factory=VersionPolicy)
-    nireq: int = 0
-    target_device: str = "CPU"
-    plugin_config: dict[str, object] = field(default_factory=dict)
-    shape_variants: int = 4
+    batch: BatchSetting | None
+    shape: dict[str | None, ShapeSetting] | None  # None key: anonymous tuple
+    layout: dict[str | None, LayoutSetting] | None
+    version_policy: VersionPolicy
+    nireq: int
+    target_device: str
+    plugin_config: dict[str, object]
+    shape_variants: int
 
     @property
     def is_auto(self) -> bool:

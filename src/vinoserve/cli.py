@@ -8,20 +8,10 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from .config import (
-    ModelConfig,
-    ServerSettings,
-    parse_batch,
-    parse_layout,
-    parse_plugin_config,
-    parse_policy,
-    parse_shape,
-)
+from .config import PER_MODEL_KEYS, ModelConfig, ServerSettings, build_model_config, load_config_file
 from .errors import StartupError
 from .tls import tls_files
 
-_MODEL_FLAGS = ("batch_size", "shape", "layout", "model_version_policy", "nireq", "target_device",
-                "plugin_config")
 _LEVELS = {"TRACE": logging.DEBUG, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING,
            "ERROR": logging.ERROR}
 
@@ -97,13 +87,11 @@ def build_settings(argv: list[str]) -> ServerSettings:
     tls = tls_files(ns.tls_cert, ns.tls_key, ns.tls_client_ca)
     if ns.metrics_enable and ns.rest_port == 0:
         raise StartupError("--metrics_enable needs --rest_port")
-    given = [f for f in ("model_name", "model_path", *_MODEL_FLAGS) if getattr(ns, f) is not None]
+    given = [f for f in ("model_name", "model_path", *PER_MODEL_KEYS) if getattr(ns, f) is not None]
     if ns.config_path:
         if given:
             raise StartupError("Model parameters in CLI are exclusive with the config file "
                                f"(--config_path with --{given[0]})")
-        from .configfile import load_config_file
-
         models, metrics = load_config_file(Path(ns.config_path), ns.shape_variants)
         config_path: Path | None = Path(ns.config_path)
         metrics_enable = ns.metrics_enable or metrics
@@ -124,24 +112,17 @@ def build_settings(argv: list[str]) -> ServerSettings:
 
 def model_from_flags(ns: argparse.Namespace) -> ModelConfig:
     """The single model of ``--model_name``/``--model_path`` with the per-model flags."""
-    path = Path(ns.model_path)
-    if ".." in path.parts:
-        raise StartupError(f"--model_path must not contain '..': {ns.model_path}")
-    if ns.nireq is not None and ns.nireq < 0:
-        raise StartupError("--nireq must not be negative")
-    return ModelConfig(
-        name=ns.model_name,
-        base_path=path.resolve(),
-        batch=parse_batch(ns.batch_size) if ns.batch_size is not None else None,
-        shape=parse_shape(ns.shape) if ns.shape is not None else None,
-        layout=parse_layout(ns.layout) if ns.layout is not None else None,
-        version_policy=parse_policy(ns.model_version_policy) if ns.model_version_policy else
-        parse_policy({"latest": {"num_versions": 1}}),
-        nireq=ns.nireq or 0,
-        target_device=ns.target_device or "CPU",
-        plugin_config=parse_plugin_config(ns.plugin_config) if ns.plugin_config else {},
-        shape_variants=ns.shape_variants,
+    # an empty --model_version_policy, --plugin_config or --target_device leaves its default
+    return build_model_config(
+        ns.model_name, ns.model_path, relative_to=Path.cwd(), default_shape_variants=ns.shape_variants,
+        label=_flag_name, batch_size=ns.batch_size, shape=ns.shape, layout=ns.layout,
+        model_version_policy=ns.model_version_policy or None, nireq=ns.nireq,
+        target_device=ns.target_device or None, plugin_config=ns.plugin_config or None,
     )
+
+
+def _flag_name(key: str) -> str:
+    return "--model_path" if key == "base_path" else f"--{key}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from ..errors import StatusCode, VinoserveError
 from ..metrics import Metrics
 from ..runtime.openvino import Runtime
 from ..types import VersionState, VersionStatus
-from .configsource import ConfigSource
+from .config_watch import ConfigWatch
 from .model import Model
 from .version import ModelVersion
 
@@ -42,7 +42,7 @@ class ModelManager:
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vinoserve-compile")
         self.ready = False
         self._lock = asyncio.Lock()
-        self.config = ConfigSource(config_path, shape_variants) if config_path is not None else None
+        self.config = ConfigWatch(config_path, shape_variants) if config_path is not None else None
 
     @property
     def config_error(self) -> str | None:

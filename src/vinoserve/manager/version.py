@@ -15,9 +15,8 @@ from ..runtime.errortext import client_text
 from ..runtime.openvino import CompiledVariant, Runtime, SourceModel
 from ..scheduling.variants import VariantCache, VariantKey
 from ..types import ModelMetadata, Shape, TensorSpec, VersionState, VersionStatus
+from .inputs import InputRule, check_request, plan_inputs
 from .repository import Fingerprint, Mapping, find_model_file, fingerprint, read_mapping
-from .setup import InputRule, plan_inputs
-from .validate import check_request
 
 log = logging.getLogger(__name__)
 # A request may wait this long in line beyond the infer requests in flight before it is refused.
@@ -46,7 +45,6 @@ class ModelVersion:
         self._cache: VariantCache | None = None
         self._rules: dict[str, InputRule] = {}  # by real input name
         self._mapping = Mapping({}, {})
-        self._alias_in: dict[str, str] = {}  # alias -> real
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -90,7 +88,6 @@ class ModelVersion:
         self._mapping = read_mapping(self.path)
         source = self._runtime.read(file)
         self._rules = plan_inputs(self.config, source, self._mapping)
-        self._alias_in = {self._mapping.inputs.get(n, n): n for n in self._rules}
         self._source = source
         cfg = self.config
         if cfg.is_auto:
@@ -162,7 +159,7 @@ class ModelVersion:
         if self._inflight >= MAX_WAITING:
             raise VinoserveError(StatusCode.OVERLOADED, f"more than {MAX_WAITING} requests in progress "
                                  f"for model {self.name} version {self.version}")
-        real = check_request(inputs, self._rules, self._alias_in, self._current_shapes())
+        real = check_request(inputs, self._rules, self._current_shapes())
         self._inflight += 1
         self._idle.clear()
         try:

@@ -6,14 +6,13 @@ import hashlib
 import logging
 from pathlib import Path
 
-from ..config import ModelConfig
-from ..configfile import parse_config_bytes, read_config_bytes
+from ..config import ModelConfig, parse_config_bytes, read_config_bytes
 from ..errors import StartupError
 
 log = logging.getLogger(__name__)
 
 
-class ConfigSource:
+class ConfigWatch:
     """``config.json`` of a running server; ``poll`` returns its models when its content changed."""
 
     def __init__(self, path: Path, shape_variants: int) -> None:

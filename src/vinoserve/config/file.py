@@ -5,22 +5,16 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any, TypeVar, overload
 
-from .config import (
-    ModelConfig,
-    parse_batch,
-    parse_layout,
-    parse_layout_obj,
-    parse_plugin_config,
-    parse_policy,
-    parse_shape,
-    parse_shape_obj,
-)
-from .errors import StartupError
+from ..errors import StartupError
+from .model import PER_MODEL_KEYS, build_model_config
+from .settings import ModelConfig
 
 log = logging.getLogger(__name__)
-_MODEL_KEYS = {"name", "base_path", "batch_size", "shape", "layout", "model_version_policy", "nireq",
-               "target_device", "plugin_config", "shape_variants"}
+T = TypeVar("T")
+U = TypeVar("U")
+_MODEL_KEYS = {"name", "base_path", "shape_variants", *PER_MODEL_KEYS}
 _TOP_KEYS = {"model_config_list", "monitoring"}
 
 
@@ -97,41 +91,31 @@ def _model(c: dict[str, object], i: int, base: Path, shape_variants: int) -> Mod
     bp = c.get("base_path")
     if not isinstance(bp, str) or not bp:
         raise StartupError(f"Config of {who}: 'base_path' must be a non-empty string")
-    path = Path(bp)
-    if ".." in path.parts:
-        raise StartupError(f"Config of {who}: 'base_path' must not contain '..'")
-    path = path if path.is_absolute() else base / path
-
-    def typed(key: str, kind: type | tuple[type, ...]) -> object:
-        v = c.get(key)
-        if v is not None and (not isinstance(v, kind) or isinstance(v, bool) and kind is int):
-            raise StartupError(f"Config of {who}: '{key}' has the wrong type")
-        return v
-
     try:
-        batch = typed("batch_size", (str, int))
-        shape = typed("shape", (str, dict))
-        layout = typed("layout", (str, dict))
-        nireq = typed("nireq", int)
-        variants = typed("shape_variants", int)
-        device = typed("target_device", str)
-        policy = typed("model_version_policy", dict)
-        plugin = typed("plugin_config", (dict, str))
-        return ModelConfig(
-            name=name, base_path=path.resolve(),
-            batch=parse_batch(str(batch)) if batch is not None else None,
-            shape=(parse_shape_obj(shape) if isinstance(shape, dict) else parse_shape(str(shape)))
-            if shape is not None else None,
-            layout=(parse_layout_obj(layout) if isinstance(layout, dict) else parse_layout(str(layout)))
-            if layout is not None else None,
-            version_policy=parse_policy(policy) if policy is not None
-            else parse_policy({"latest": {"num_versions": 1}}),
-            nireq=int(nireq) if isinstance(nireq, int) else 0,
-            target_device=device if isinstance(device, str) else "CPU",
-            plugin_config=parse_plugin_config(plugin) if plugin is not None else {},
-            shape_variants=int(variants) if isinstance(variants, int) else shape_variants,
+        return build_model_config(
+            name, bp, relative_to=base, default_shape_variants=shape_variants,
+            batch_size=_typed(c, who, "batch_size", str, int),
+            shape=_typed(c, who, "shape", str, dict),
+            layout=_typed(c, who, "layout", str, dict),
+            nireq=_typed(c, who, "nireq", int),
+            shape_variants=_typed(c, who, "shape_variants", int),
+            target_device=_typed(c, who, "target_device", str),
+            model_version_policy=_typed(c, who, "model_version_policy", dict),
+            plugin_config=_typed(c, who, "plugin_config", dict, str),
         )
     except StartupError as exc:
         if str(exc).startswith("Config of"):
             raise
         raise StartupError(f"Config of {who}: {exc}") from None
+
+
+@overload
+def _typed(c: dict[str, object], who: str, key: str, kind: type[T], /) -> T | None: ...
+@overload
+def _typed(c: dict[str, object], who: str, key: str, kind: type[T], other: type[U], /) -> T | U | None: ...
+def _typed(c: dict[str, object], who: str, key: str, *kinds: type[Any]) -> object:
+    """The value of ``key`` if it is one of ``kinds`` (JSON true/false is not an integer), or None."""
+    v = c.get(key)
+    if v is not None and (not isinstance(v, kinds) or isinstance(v, bool) and kinds == (int,)):
+        raise StartupError(f"Config of {who}: '{key}' has the wrong type")
+    return v

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -13,7 +14,7 @@ import tritonclient.grpc as tgrpc
 from tritonclient.utils import InferenceServerException
 
 from vinoserve.protocol.generated.tensorflow_serving.apis import prediction_service_pb2_grpc
-from vinoserve.runtime.openvino import CompiledVariant
+from vinoserve.scheduling.pool import RequestPool
 
 from ..helpers.clients import tfs_request
 from ..helpers.management import version_object, wait_for
@@ -82,12 +83,11 @@ def test_requests_after_cancelled_ones_all_succeed(
         np.testing.assert_allclose(send(s, x, 120), x * 2 + 1, rtol=1e-5)
 
     mv = version_object(s, "slow", 1)
-    assert mv._inflight == 0
+    assert mv._admission.in_progress == 0
     # every infer request back in its pool once OpenVINO finished with it; no variant held
-    for key in mv._cache.keys():
-        entry = mv._cache._ready[key]
-        assert entry.users == 0
-        def idle(v: CompiledVariant = entry.variant) -> bool:
-            return v.idle_requests == v.nireq
+    assert mv._variants.held == 0
+    for variant in mv._variants.variants():
+        def idle(pool: RequestPool[Any, Any] = variant.pool, nireq: int = variant.compiled.nireq) -> bool:
+            return pool.idle == pool.size == nireq
 
         wait_for(idle, timeout=60)

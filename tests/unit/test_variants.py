@@ -35,9 +35,9 @@ class Compiler:
         return f"variant{k[0][1][0]}"
 
 
-def make(capacity: int) -> tuple[VariantCache, Compiler, Metrics]:
+def make(capacity: int) -> tuple[VariantCache[Any], Compiler, Metrics]:
     comp, metrics = Compiler(), Metrics()
-    cache = VariantCache(capacity, comp, ThreadPoolExecutor(2), metrics, ("m", "1"))
+    cache: VariantCache[Any] = VariantCache(capacity, comp, ThreadPoolExecutor(2), metrics, ("m", "1"))
     return cache, comp, metrics
 
 
@@ -45,8 +45,8 @@ def sample(metrics: Metrics, name: str) -> float:
     return metrics.registry.get_sample_value(name, {"name": "m", "version": "1"}) or 0.0
 
 
-async def use(cache: VariantCache, b: int) -> Any:
-    async with cache.use(key(b), "test") as v:
+async def use(cache: VariantCache[Any], b: int) -> Any:
+    async with cache.use(key(b), lambda: "test") as v:
         return v
 
 
@@ -70,7 +70,7 @@ def test_lru_eviction_keeps_recent_and_busy() -> None:
         assert sample(metrics, "vinoserve_variant_cache_evictions_total") == 1
         assert sample(metrics, "vinoserve_variants_resident") == 2
         # a variant in use is not evicted under its request; it goes once idle
-        async with cache.use(key(1), "t"):
+        async with cache.use(key(1), lambda: "t"):
             await use(cache, 4)
             await use(cache, 5)
             assert key(1) in cache.keys()
@@ -119,4 +119,43 @@ def test_cancelled_waiter_does_not_cancel_the_compile() -> None:
         comp.gates[key(8)].set()
         assert await second == "variant8"
         assert comp.calls == [key(8)]
+    asyncio.run(go())
+
+
+def test_pinned_variant_serves_every_key_without_compiles_or_metrics() -> None:
+    async def go() -> None:
+        comp, metrics = Compiler(), Metrics()
+        cache: VariantCache[str] = VariantCache(4, comp, ThreadPoolExecutor(2), metrics, ("m", "1"), pinned=True)
+        with pytest.raises(VinoserveError) as info:
+            await use(cache, 1)  # nothing pinned yet: nothing is compiled on request either
+        assert info.value.code == StatusCode.VERSION_NOT_LOADED
+        cache.pin("fixed")
+        assert cache.last_used == "fixed" and cache.variants() == ["fixed"]
+        assert [await use(cache, b) for b in (1, 8, 13, 8)] == ["fixed"] * 4  # 13 would fail to compile
+        async with cache.use(key(2), lambda: "t"):
+            assert cache.held == 1
+        assert cache.held == 0 and comp.calls == [] and len(cache) == 0
+        with pytest.raises(ValueError):
+            cache.put(key(1), "other")
+        cache.refresh_gauge()
+        cache.clear()
+        assert cache.variants() == []
+        # a fixed-shape version reports no shape-variant series at all, not even zeros
+        labelled = {s.name for family in metrics.registry.collect() for s in family.samples
+                    if s.labels.get("name") == "m"}
+        assert labelled == set()
+    asyncio.run(go())
+
+
+def test_shape_variants_are_listed_and_held_while_in_use() -> None:
+    async def go() -> None:
+        cache, comp, metrics = make(4)
+        with pytest.raises(ValueError):
+            cache.pin("fixed")
+        await use(cache, 1)
+        async with cache.use(key(2), lambda: "t"), cache.use(key(2), lambda: "t"):
+            assert cache.held == 2
+        assert cache.held == 0 and sorted(cache.variants()) == ["variant1", "variant2"]
+        cache.clear()
+        assert cache.variants() == [] and sample(metrics, "vinoserve_variants_resident") == 0
     asyncio.run(go())

@@ -12,15 +12,14 @@ from ..config import ModelConfig
 from ..errors import StatusCode, VinoserveError
 from ..metrics import Metrics
 from ..runtime.errortext import client_text
-from ..runtime.openvino import CompiledVariant, Runtime, SourceModel
-from ..scheduling.variants import VariantCache, VariantKey
+from ..runtime.openvino import Port, Runtime, SourceModel
+from ..scheduling.admission import Admission
+from ..scheduling.variants import Variant, VariantCache, VariantKey
 from ..types import ModelMetadata, Shape, TensorSpec, VersionState, VersionStatus
 from .inputs import InputRule, check_request, plan_inputs
 from .repository import Fingerprint, Mapping, find_model_file, fingerprint, read_mapping
 
 log = logging.getLogger(__name__)
-# A request may wait this long in line beyond the infer requests in flight before it is refused.
-MAX_WAITING = 4096
 
 
 class ModelVersion:
@@ -41,13 +40,12 @@ class ModelVersion:
         self._executor = executor
         self._labels = (self.name, str(version))
         self._source: SourceModel | None = None
-        self._base: CompiledVariant | None = None
-        self._cache: VariantCache | None = None
+        # shapes fixed at load: one pinned variant; ``auto``: shape variants compiled on request
+        self._variants: VariantCache[Variant] = VariantCache(
+            config.shape_variants, self._compile_key, executor, metrics, self._labels, pinned=not config.is_auto)
+        self._admission = Admission(f"model {self.name} version {version}")
         self._rules: dict[str, InputRule] = {}  # by real input name
         self._mapping = Mapping({}, {})
-        self._inflight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def status(self) -> VersionStatus:
@@ -90,34 +88,30 @@ class ModelVersion:
         self._rules = plan_inputs(self.config, source, self._mapping)
         self._source = source
         cfg = self.config
-        if cfg.is_auto:
-            self._cache = VariantCache(cfg.shape_variants, self._compile_key, self._executor,
-                                       self._metrics, self._labels)
-            shapes = {p.name: p.shape for p in source.inputs}
-            if all(d.is_static for s in shapes.values() for d in s):
-                key = tuple(sorted((n, tuple(d.lo for d in s)) for n, s in shapes.items()))
-                self._cache.put(key, source.compile(None, cfg.target_device, cfg.plugin_config, cfg.nireq))
-        else:
-            self._base = source.compile(None, cfg.target_device, cfg.plugin_config, cfg.nireq)
+        shapes = {p.name: p.shape for p in source.inputs}
+        if self._variants.pinned:
+            self._variants.pin(Variant.of(source.compile(None, cfg.target_device, cfg.plugin_config, cfg.nireq)))
+        elif all(d.is_static for s in shapes.values() for d in s):  # auto, and the model's own shape is one
+            key = tuple(sorted((n, tuple(d.lo for d in s)) for n, s in shapes.items()))
+            self._variants.put(key, Variant.of(source.compile(None, cfg.target_device, cfg.plugin_config,
+                                                              cfg.nireq)))
 
-    def _compile_key(self, key: VariantKey) -> CompiledVariant:
+    def _compile_key(self, key: VariantKey) -> Variant:
         assert self._source is not None
         cfg = self.config
         shapes = {n: tuple(self._rules[n].compile_dims(s)) for n, s in key}
-        return self._source.compile(shapes, cfg.target_device, cfg.plugin_config, cfg.nireq)
+        return Variant.of(self._source.compile(shapes, cfg.target_device, cfg.plugin_config, cfg.nireq))
 
     async def retire(self) -> None:
         """UNLOADING until in-flight requests finish, then END; compiled models are released.
 
         No new request gets past ``infer``'s state check once this has run its first line, and every
-        request that did get past it is counted in ``_inflight`` before its first await, so the wait
-        below covers all of them, including one still waiting for a shape variant to compile.
+        request that did get past it is admitted before its first await, so the wait below covers
+        all of them, including one still waiting for a shape variant to compile.
         """
         self.state = VersionState.UNLOADING
-        await self._idle.wait()
-        self._base = None
-        if self._cache is not None:
-            self._cache.clear()
+        await self._admission.drained()
+        self._variants.clear()
         self._source = None
         self.error = ""  # a retired version is not in error, whatever its last load said
         self.state = VersionState.END
@@ -128,18 +122,12 @@ class ModelVersion:
         An object this one replaced (same name and version, new config) zeroes the shared gauge when
         it retires; the manager calls this afterwards.
         """
-        if self._cache is not None:
-            self._metrics.variants_resident.labels(*self._labels).set(len(self._cache))
+        self._variants.refresh_gauge()
 
     # -- serving -----------------------------------------------------------------------------
     def metadata(self) -> ModelMetadata:
         """Inputs and outputs of the variant most recently used (client-visible names)."""
-        variant = self._base or (self._cache.last_used if self._cache else None)
-        if variant is None:
-            assert self._source is not None
-            ins, outs = self._source.inputs, self._source.outputs
-        else:
-            ins, outs = variant.inputs, variant.outputs
+        ins, outs = self._ports()
         return ModelMetadata(
             self.name, self.version,
             tuple(TensorSpec(self._mapping.inputs.get(p.name, p.name), p.precision,
@@ -150,29 +138,21 @@ class ModelVersion:
     async def infer(self, inputs: dict[str, np.ndarray],
                     requested: list[str] | None = None) -> dict[str, np.ndarray]:
         """Validate, pick (or compile) the variant, run, and name the outputs for the client."""
-        # From here to ``_inflight += 1`` there is no await: retire() cannot slip in between, and the
-        # manager hands out a version and the caller enters this method in one step of the loop.
+        # From here to admission there is no await: retire() cannot slip in between, and the manager
+        # hands out a version and the caller enters this method in one step of the loop.
         if self.state != VersionState.AVAILABLE:
             code = StatusCode.VERSION_RETIRED if self.state >= VersionState.UNLOADING else \
                 StatusCode.VERSION_NOT_LOADED
             raise VinoserveError(code)
-        if self._inflight >= MAX_WAITING:
-            raise VinoserveError(StatusCode.OVERLOADED, f"more than {MAX_WAITING} requests in progress "
-                                 f"for model {self.name} version {self.version}")
-        real = check_request(inputs, self._rules, self._current_shapes())
-        self._inflight += 1
-        self._idle.clear()
-        try:
-            outs = await self._run(real)
-        except asyncio.CancelledError:
-            # the client went away (deadline, cancel, disconnect); an inference already started
-            # finishes on its own and only then frees its infer request
-            log.info("Model %s version %s: request cancelled by the client", self.name, self.version)
-            raise
-        finally:
-            self._inflight -= 1
-            if self._inflight == 0:
-                self._idle.set()
+        with self._admission:
+            real = check_request(inputs, self._rules, self._current_shapes())
+            try:
+                outs = await self._run(real)
+            except asyncio.CancelledError:
+                # the client went away (deadline, cancel, disconnect); an inference already started
+                # finishes on its own and only then frees its infer request
+                log.info("Model %s version %s: request cancelled by the client", self.name, self.version)
+                raise
         named = {self._mapping.outputs.get(n, n): a for n, a in outs.items()}
         if requested:
             missing = [r for r in requested if r not in named]
@@ -185,33 +165,32 @@ class ModelVersion:
         if any(a.shape and a.shape[self._rules[n].batch_index] == 0 for n, a in real.items()
                if self._rules[n].batch_index < a.ndim):
             return self._empty_outputs()
-        if self._base is not None:
-            return await self._timed(self._base, real)
-        assert self._cache is not None
         key = tuple(sorted((n, self._rules[n].key_dims(a.shape)) for n, a in real.items()))
-        cause = "request " + " ".join(f"{n}{a.shape}".replace(" ", "") for n, a in sorted(real.items()))
-        async with self._cache.use(key, cause) as variant:
-            return await self._timed(variant, real)
 
-    async def _timed(self, variant: CompiledVariant, real: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outs, waited, took = await variant.infer(real)
+        def cause() -> str:
+            return "request " + " ".join(f"{n}{a.shape}".replace(" ", "") for n, a in sorted(real.items()))
+
+        async with self._variants.use(key, cause) as variant:
+            outs, waited, took = await variant.pool.run(real)
         self._metrics.wait_for_infer_req_time.labels(*self._labels).observe(waited)
         self._metrics.inference_time.labels(*self._labels).observe(took)
         return outs
 
-    def _current_shapes(self) -> dict[str, Shape]:
-        variant = self._base or (self._cache.last_used if self._cache else None)
+    def _ports(self) -> tuple[list[Port], list[Port]]:
+        """Inputs and outputs of the variant most recently used, or of the model as read."""
+        variant = self._variants.last_used
         if variant is not None:
-            return {p.name: p.shape for p in variant.inputs}
+            return variant.compiled.inputs, variant.compiled.outputs
         assert self._source is not None
-        return {p.name: p.shape for p in self._source.inputs}
+        return self._source.inputs, self._source.outputs
+
+    def _current_shapes(self) -> dict[str, Shape]:
+        return {p.name: p.shape for p in self._ports()[0]}
 
     def _empty_outputs(self) -> dict[str, np.ndarray]:
         """Batch 0: an empty batch of every output, without running the model."""
-        variant = self._base or (self._cache.last_used if self._cache else None)
-        ports = variant.outputs if variant is not None else (self._source.outputs if self._source else [])
         out = {}
-        for p in ports:
+        for p in self._ports()[1]:
             dims = [0] + [d.lo if d.is_static else 0 for d in p.shape[1:]]
             out[p.name] = np.zeros(dims[: len(p.shape)], dtype=p.precision.np_dtype)
         return out

@@ -1,9 +1,9 @@
 """The only module that imports OpenVINO: read, reshape, compile and run models.
 
 OpenVINO exceptions are translated here, once, into :class:`VinoserveError`: the client gets a
-short text without paths (:mod:`.errortext`), the log gets OpenVINO's full text. Inference runs on
-OpenVINO's own threads (``start_async``) and completes an asyncio future, so the event loop never
-blocks on a model and up to ``nireq`` requests run at once.
+short text without paths (:mod:`.errortext`), the log gets OpenVINO's full text. One inference runs
+on one infer request (:class:`InferSlot`) on OpenVINO's own threads; which request a client's
+inference gets, and when, is decided in :mod:`vinoserve.scheduling`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,7 +164,7 @@ class SourceModel:
 
 
 class CompiledVariant:
-    """A compiled model with a pool of infer requests."""
+    """A compiled model and its ``nireq`` infer requests (:class:`InferSlot`); scheduling pools them."""
 
     def __init__(self, compiled: ov.CompiledModel, nireq: int) -> None:
         self.compiled = compiled
@@ -175,83 +174,68 @@ class CompiledVariant:
         self.nireq = nireq
         self.inputs = _ports(compiled.inputs)
         self.outputs = _ports(compiled.outputs)
-        self._input_types = {p.name: _PRECISION_TO_OV[p.precision.name] for p in self.inputs}
-        self._idle = [compiled.create_infer_request() for _ in range(nireq)]
-        self._own: dict[tuple[int, str], ov.Tensor] = {}
-        self._sem: asyncio.Semaphore | None = None
+        input_types = {p.name: _PRECISION_TO_OV[p.precision.name] for p in self.inputs}
+        self.slots = [InferSlot(compiled.create_infer_request(), input_types, self.outputs) for _ in range(nireq)]
 
-    async def infer(self, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float, float]:
-        """Run once; returns (outputs by model name, seconds waited for a request, seconds inferring).
 
-        An infer request, and its slot in the semaphore, go back to the pool only once OpenVINO is
-        done with it: by this method after reading the outputs, or, when the caller is cancelled
-        mid-inference (a client's deadline), by the completion of the inference itself.
-        """
-        if self._sem is None:  # asyncio objects are made inside the running loop
-            self._sem = asyncio.Semaphore(self.nireq)
-        t0 = time.perf_counter()
-        await self._sem.acquire()
-        req = self._idle.pop()
-        t1 = time.perf_counter()
+class InferSlot:
+    """One OpenVINO infer request: start one inference on it, then read its outputs.
+
+    The inference runs on OpenVINO's own threads (``start_async``); its completion resolves an
+    asyncio future from OpenVINO's callback, so the event loop never blocks on a model. Nothing
+    here decides when or on which request an inference runs: that is :mod:`..scheduling.pool`.
+    """
+
+    def __init__(self, request: ov.InferRequest, input_types: Mapping[str, ov.Type], outputs: list[Port]) -> None:
+        self._request = request
+        self._input_types = input_types
+        self._outputs = outputs
+        # tensors this request owns, per input, for inputs that cannot be shared (see _set_input)
+        self._own: dict[str, ov.Tensor] = {}
+
+    def start(self, inputs: Mapping[str, np.ndarray]) -> asyncio.Future[None]:
+        """Set the inputs and start; the future completes when OpenVINO is done with this request."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+
+        def done(_: object) -> None:  # on an OpenVINO thread
+            try:
+                loop.call_soon_threadsafe(_resolve, fut)
+            except RuntimeError:  # the loop is closed (process exit): nobody is waiting
+                pass
+
         try:
             for name, arr in inputs.items():
-                self._set_input(req, name, arr)
-            loop = asyncio.get_running_loop()
-            fut: asyncio.Future[None] = loop.create_future()
-
-            def done(_: object, fut: asyncio.Future[None] = fut) -> None:
-                try:
-                    loop.call_soon_threadsafe(_resolve, fut)
-                except RuntimeError:  # the loop is closed (process exit): nobody is waiting
-                    pass
-
-            req.set_callback(done, None)
-            req.start_async()
+                self._set_input(name, arr)
+            self._request.set_callback(done, None)
+            self._request.start_async()
         except Exception as exc:
-            self._release(req)
             raise _translate(exc, StatusCode.INTERNAL, "Inference failed", "could not start") from exc
+        return fut
+
+    def result(self) -> dict[str, np.ndarray]:
+        """The outputs (by model name) of the inference that completed; raises if it failed."""
         try:
-            await asyncio.shield(fut)
-        except asyncio.CancelledError:
-            # OpenVINO still runs this request: the pool gets it back when it has finished
-            fut.add_done_callback(lambda _: self._release(req))
-            raise
-        try:
-            req.wait()  # returns at once; raises if the inference itself failed
-            t2 = time.perf_counter()
-            outs = {p.name: _read(req.get_tensor(p.name), p) for p in self.outputs}
+            self._request.wait()  # returns at once; raises if the inference itself failed
+            return {p.name: _read(self._request.get_tensor(p.name), p) for p in self._outputs}
         except Exception as exc:
             raise _translate(exc, StatusCode.INTERNAL, "Inference failed", "inference error") from exc
-        finally:
-            self._release(req)
-        return outs, t1 - t0, t2 - t1
 
-    @property
-    def idle_requests(self) -> int:
-        """Infer requests in the pool, not running (all ``nireq`` of them when nothing runs)."""
-        return len(self._idle)
-
-    def _release(self, req: ov.InferRequest) -> None:
-        self._idle.append(req)
-        assert self._sem is not None
-        self._sem.release()
-
-    def _set_input(self, req: ov.InferRequest, name: str, arr: np.ndarray) -> None:
+    def _set_input(self, name: str, arr: np.ndarray) -> None:
         t = self._input_types[name]
         if t == ov.Type.string:
-            req.set_tensor(name, ov.Tensor(np.asarray(arr, dtype=object).astype(bytes)))
+            self._request.set_tensor(name, ov.Tensor(np.asarray(arr, dtype=object).astype(bytes)))
         elif arr.flags.writeable and arr.flags.c_contiguous and t != ov.Type.bf16:
-            req.set_tensor(name, ov.Tensor(arr, shared_memory=True))  # zero copy
+            self._request.set_tensor(name, ov.Tensor(arr, shared_memory=True))  # zero copy
         else:
-            # read-only wire buffers (np.frombuffer on a message) are copied into a tensor kept per
-            # infer request and input, reused while the shape stays the same
-            slot = (id(req), name)
-            tensor = self._own.get(slot)
+            # read-only wire buffers (np.frombuffer on a message) are copied into a tensor this
+            # request keeps per input, reused while the shape stays the same
+            tensor = self._own.get(name)
             if tensor is None or tuple(tensor.shape) != arr.shape:
-                tensor = self._own[slot] = ov.Tensor(t, ov.Shape(list(arr.shape)))
+                tensor = self._own[name] = ov.Tensor(t, ov.Shape(list(arr.shape)))
             dst = tensor.data.view(np.uint16) if t == ov.Type.bf16 else tensor.data
             np.copyto(dst.reshape(arr.shape), arr.view(np.uint16) if t == ov.Type.bf16 else arr)
-            req.set_tensor(name, tensor)
+            self._request.set_tensor(name, tensor)
 
 
 def _describe(shapes: ShapeMap) -> str:

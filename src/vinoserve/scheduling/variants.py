@@ -4,6 +4,10 @@ A request for a shape already compiled is served at once. A request for a new sh
 compile off the event loop; every request that needs the same shape awaits that one compile, while
 requests for other shapes keep being served. The least recently used *idle* variant is evicted when
 the cache holds more than its capacity; a variant in use is never evicted under a request.
+
+A version whose shapes are fixed at load (static, ``-1`` or ranges) is served through the same cache,
+*pinned*: the one variant compiled at load serves every request, is never evicted, nothing is compiled
+on request, and it is not counted as a shape variant (no hits, misses, reshapes or resident gauge).
 """
 
 from __future__ import annotations
@@ -12,14 +16,18 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Executor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import numpy as np
 
 from ..errors import StatusCode, VinoserveError
 from ..metrics import Metrics
 from ..runtime.openvino import CompiledVariant
+from .pool import RequestPool
 
 log = logging.getLogger(__name__)
 
@@ -32,44 +40,92 @@ def describe(key: VariantKey) -> str:
     return " ".join(f"{n}({','.join(map(str, s))})" for n, s in key)
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Variant:
+    """A compiled variant with the pool of its infer requests: what a request runs on."""
+
+    compiled: CompiledVariant
+    pool: RequestPool[Mapping[str, np.ndarray], dict[str, np.ndarray]]
+
+    @classmethod
+    def of(cls, compiled: CompiledVariant) -> Variant:
+        """Pool every infer request of ``compiled``."""
+        return cls(compiled, RequestPool(compiled.slots))
+
+
+V = TypeVar("V")  # what ``compile`` makes: a Variant when serving, anything in the cache's own tests
+
+
 @dataclass(slots=True)
-class _Entry:
-    variant: CompiledVariant
+class _Entry(Generic[V]):
+    variant: V
     users: int = 0
 
 
-class VariantCache:
-    """Compiled variants by key; ``compile`` is blocking and runs in ``executor``."""
+class VariantCache(Generic[V]):
+    """Compiled variants by key; ``compile`` is blocking and runs in ``executor``.
 
-    def __init__(self, capacity: int, compile: Callable[[VariantKey], CompiledVariant], executor: Executor,
-                 metrics: Metrics, labels: tuple[str, str]) -> None:
+    With ``pinned`` the cache serves the one variant given to :meth:`pin`, for every key.
+    """
+
+    def __init__(self, capacity: int, compile: Callable[[VariantKey], V], executor: Executor,
+                 metrics: Metrics, labels: tuple[str, str], *, pinned: bool = False) -> None:
         self.capacity = max(1, capacity)
+        self.pinned = pinned
         self._compile = compile
         self._executor = executor
         self._metrics = metrics
         self._labels = labels
-        self._ready: OrderedDict[VariantKey, _Entry] = OrderedDict()
-        self._pending: dict[VariantKey, asyncio.Future[_Entry]] = {}
-        self.last_used: CompiledVariant | None = None
+        self._ready: OrderedDict[VariantKey, _Entry[V]] = OrderedDict()
+        self._pending: dict[VariantKey, asyncio.Future[_Entry[V]]] = {}
+        self._pin: _Entry[V] | None = None
+        self.last_used: V | None = None
 
     def __len__(self) -> int:
         return len(self._ready)
 
     def keys(self) -> list[VariantKey]:
-        """Resident variants, least recently used first."""
+        """Resident shape variants, least recently used first (none when pinned)."""
         return list(self._ready)
 
-    def put(self, key: VariantKey, variant: CompiledVariant) -> None:
+    def variants(self) -> list[V]:
+        """Every variant held: the pinned one, or the resident shape variants."""
+        return [self._pin.variant] if self._pin is not None else [e.variant for e in self._ready.values()]
+
+    @property
+    def held(self) -> int:
+        """Requests holding a variant right now (inside :meth:`use`)."""
+        pin = self._pin.users if self._pin is not None else 0
+        return pin + sum(e.users for e in self._ready.values())
+
+    def pin(self, variant: V) -> None:
+        """Serve every key with ``variant`` (compiled at load); only for a ``pinned`` cache."""
+        if not self.pinned:
+            raise ValueError("pin() on a cache of shape variants")
+        self._pin = _Entry(variant)
+        self.last_used = variant
+
+    def put(self, key: VariantKey, variant: V) -> None:
         """Add a variant compiled elsewhere (at load or warm-up)."""
+        if self.pinned:
+            raise ValueError("put() on a pinned cache")
         self._ready[key] = _Entry(variant)
         self._ready.move_to_end(key)
         self.last_used = variant
         self._evict()
 
     @asynccontextmanager
-    async def use(self, key: VariantKey, cause: str) -> AsyncIterator[CompiledVariant]:
-        """The variant for ``key``, compiled first if needed; held (not evictable) inside the block."""
-        entry = await self._get(key, cause)
+    async def use(self, key: VariantKey, cause: Callable[[], str]) -> AsyncIterator[V]:
+        """The variant for ``key``, compiled first if needed; held (not evictable) inside the block.
+
+        ``cause`` says why, for the log and the reshape metric, should a compile be needed.
+        """
+        if self.pinned:
+            if self._pin is None:
+                raise VinoserveError(StatusCode.VERSION_NOT_LOADED)
+            entry = self._pin
+        else:
+            entry = await self._get(key, cause)
         entry.users += 1
         self.last_used = entry.variant
         try:
@@ -79,7 +135,7 @@ class VariantCache:
             if len(self._ready) > self.capacity:
                 self._evict()
 
-    async def _get(self, key: VariantKey, cause: str) -> _Entry:
+    async def _get(self, key: VariantKey, cause: Callable[[], str]) -> _Entry[V]:
         entry = self._ready.get(key)
         if entry is not None:
             self._ready.move_to_end(key)
@@ -91,11 +147,11 @@ class VariantCache:
             fut = asyncio.get_running_loop().create_future()
             fut.add_done_callback(_consume)
             self._pending[key] = fut
-            asyncio.get_running_loop().create_task(self._build(key, cause, fut))
+            asyncio.get_running_loop().create_task(self._build(key, cause(), fut))
         # shield: a waiter whose client goes away must not cancel the compile others wait on
         return await asyncio.shield(fut)
 
-    async def _build(self, key: VariantKey, cause: str, fut: asyncio.Future[_Entry]) -> None:
+    async def _build(self, key: VariantKey, cause: str, fut: asyncio.Future[_Entry[V]]) -> None:
         name, version = self._labels
         log.info("Reshaping model %s version %s to %s (cause: %s)", name, version, describe(key), cause)
         start = time.perf_counter()
@@ -132,14 +188,21 @@ class VariantCache:
                 log.info("Evicted shape variant %s of model %s version %s", describe(key), *self._labels)
         self._metrics.variants_resident.labels(*self._labels).set(len(self._ready))
 
+    def refresh_gauge(self) -> None:
+        """Publish the resident count again (a replaced object of the same version zeroed it)."""
+        if not self.pinned:
+            self._metrics.variants_resident.labels(*self._labels).set(len(self._ready))
+
     def clear(self) -> None:
         """Drop every variant (the version is retiring)."""
         self._ready.clear()
+        self._pin = None
         self.last_used = None
-        self._metrics.variants_resident.labels(*self._labels).set(0)
+        if not self.pinned:
+            self._metrics.variants_resident.labels(*self._labels).set(0)
 
 
-def _consume(fut: asyncio.Future[_Entry]) -> None:
+def _consume(fut: asyncio.Future[_Entry[V]]) -> None:
     # mark a failed compile's exception as retrieved even if every waiter went away
     if not fut.cancelled():
         fut.exception()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +20,21 @@ from .model import Model
 from .version import ModelVersion
 
 log = logging.getLogger(__name__)
+
+
+def compile_workers() -> int:
+    """Threads for model loads and variant compiles: one per usable core, at least 2, at most 8.
+
+    Loads and compiles block and are CPU-bound (OpenVINO compiles on threads of its own as well),
+    so more of them than cores only slows each one and the inference running beside them; at least
+    two so one long compile does not hold up every other load and reshape; at most eight because
+    each compile holds its own copy of the model in memory.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use (taskset, cgroup cpusets)
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(2, min(cores, 8))
 
 
 class ModelManager:
@@ -38,8 +54,7 @@ class ModelManager:
                 log.error("Duplicate model name %s: the first entry is kept", cfg.name)
                 continue
             self.models[cfg.name] = Model(cfg)
-        # loads and compiles block; two workers match the two cores this is sized for
-        self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vinoserve-compile")
+        self.executor = ThreadPoolExecutor(max_workers=compile_workers(), thread_name_prefix="vinoserve-compile")
         self.ready = False
         self._lock = asyncio.Lock()
         self.config = ConfigWatch(config_path, shape_variants) if config_path is not None else None

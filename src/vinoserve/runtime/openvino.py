@@ -183,7 +183,7 @@ class InferSlot:
 
     The inference runs on OpenVINO's own threads (``start_async``); its completion resolves an
     asyncio future from OpenVINO's callback, so the event loop never blocks on a model. Nothing
-    here decides when or on which request an inference runs: that is :mod:`..scheduling.pool`.
+    here decides when or on which request an inference runs: that is :mod:`vinoserve.scheduling.pool`.
     """
 
     def __init__(self, request: ov.InferRequest, input_types: Mapping[str, ov.Type], outputs: list[Port]) -> None:
@@ -216,7 +216,7 @@ class InferSlot:
     def result(self) -> dict[str, np.ndarray]:
         """The outputs (by model name) of the inference that completed; raises if it failed."""
         try:
-            self._request.wait()  # returns at once; raises if the inference itself failed
+            self._request.wait()  # returns at once (it has completed); raises if the inference failed
             return {p.name: _read(self._request.get_tensor(p.name), p) for p in self._outputs}
         except Exception as exc:
             raise _translate(exc, StatusCode.INTERNAL, "Inference failed", "inference error") from exc

@@ -46,7 +46,7 @@ def sample(metrics: Metrics, name: str) -> float:
 
 
 async def use(cache: VariantCache[Any], b: int) -> Any:
-    async with cache.use(key(b), lambda: "test") as v:
+    async with cache.use(lambda: key(b), lambda: "test") as v:
         return v
 
 
@@ -70,7 +70,7 @@ def test_lru_eviction_keeps_recent_and_busy() -> None:
         assert sample(metrics, "vinoserve_variant_cache_evictions_total") == 1
         assert sample(metrics, "vinoserve_variants_resident") == 2
         # a variant in use is not evicted under its request; it goes once idle
-        async with cache.use(key(1), lambda: "t"):
+        async with cache.use(lambda: key(1), lambda: "t"):
             await use(cache, 4)
             await use(cache, 5)
             assert key(1) in cache.keys()
@@ -132,7 +132,7 @@ def test_pinned_variant_serves_every_key_without_compiles_or_metrics() -> None:
         cache.pin("fixed")
         assert cache.last_used == "fixed" and cache.variants() == ["fixed"]
         assert [await use(cache, b) for b in (1, 8, 13, 8)] == ["fixed"] * 4  # 13 would fail to compile
-        async with cache.use(key(2), lambda: "t"):
+        async with cache.use(lambda: key(2), lambda: "t"):
             assert cache.held == 1
         assert cache.held == 0 and comp.calls == [] and len(cache) == 0
         with pytest.raises(ValueError):
@@ -153,7 +153,7 @@ def test_shape_variants_are_listed_and_held_while_in_use() -> None:
         with pytest.raises(ValueError):
             cache.pin("fixed")
         await use(cache, 1)
-        async with cache.use(key(2), lambda: "t"), cache.use(key(2), lambda: "t"):
+        async with cache.use(lambda: key(2), lambda: "t"), cache.use(lambda: key(2), lambda: "t"):
             assert cache.held == 2
         assert cache.held == 0 and sorted(cache.variants()) == ["variant1", "variant2"]
         cache.clear()

@@ -165,7 +165,9 @@ class ModelVersion:
         if any(a.shape and a.shape[self._rules[n].batch_index] == 0 for n, a in real.items()
                if self._rules[n].batch_index < a.ndim):
             return self._empty_outputs()
-        key = tuple(sorted((n, self._rules[n].key_dims(a.shape)) for n, a in real.items()))
+
+        def key() -> VariantKey:
+            return tuple(sorted((n, self._rules[n].key_dims(a.shape)) for n, a in real.items()))
 
         def cause() -> str:
             return "request " + " ".join(f"{n}{a.shape}".replace(" ", "") for n, a in sorted(real.items()))

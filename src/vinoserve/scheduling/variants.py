@@ -16,10 +16,10 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -114,26 +114,30 @@ class VariantCache(Generic[V]):
         self.last_used = variant
         self._evict()
 
-    @asynccontextmanager
-    async def use(self, key: VariantKey, cause: Callable[[], str]) -> AsyncIterator[V]:
-        """The variant for ``key``, compiled first if needed; held (not evictable) inside the block.
+    def use(self, key: Callable[[], VariantKey], cause: Callable[[], str]) -> Held[V]:
+        """``async with cache.use(key, cause) as variant``: the variant for the request's key, compiled
+        first if needed, and held (not evictable) inside the block.
 
-        ``cause`` says why, for the log and the reshape metric, should a compile be needed.
+        Both are computed only when needed: ``key`` not at all by a pinned cache, ``cause`` (why, for
+        the log and the reshape metric) only when a compile is needed.
         """
+        return Held(self, key, cause)
+
+    async def _enter(self, key: Callable[[], VariantKey], cause: Callable[[], str]) -> _Entry[V]:
         if self.pinned:
             if self._pin is None:
                 raise VinoserveError(StatusCode.VERSION_NOT_LOADED)
             entry = self._pin
         else:
-            entry = await self._get(key, cause)
+            entry = await self._get(key(), cause)
         entry.users += 1
         self.last_used = entry.variant
-        try:
-            yield entry.variant
-        finally:
-            entry.users -= 1
-            if len(self._ready) > self.capacity:
-                self._evict()
+        return entry
+
+    def _leave(self, entry: _Entry[V]) -> None:
+        entry.users -= 1
+        if len(self._ready) > self.capacity:
+            self._evict()
 
     async def _get(self, key: VariantKey, cause: Callable[[], str]) -> _Entry[V]:
         entry = self._ready.get(key)
@@ -200,6 +204,29 @@ class VariantCache(Generic[V]):
         self.last_used = None
         if not self.pinned:
             self._metrics.variants_resident.labels(*self._labels).set(0)
+
+
+class Held(Generic[V]):
+    """One request's hold on a variant (see :meth:`VariantCache.use`); a class rather than a generator
+    because it is entered on every request."""
+
+    __slots__ = ("_cache", "_key", "_cause", "_entry")
+
+    def __init__(self, cache: VariantCache[V], key: Callable[[], VariantKey], cause: Callable[[], str]) -> None:
+        self._cache = cache
+        self._key = key
+        self._cause = cause
+        self._entry: _Entry[V] | None = None
+
+    async def __aenter__(self) -> V:
+        self._entry = await self._cache._enter(self._key, self._cause)
+        return self._entry.variant
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self._entry is not None:
+            self._cache._leave(self._entry)
+            self._entry = None
 
 
 def _consume(fut: asyncio.Future[_Entry[V]]) -> None:

@@ -151,3 +151,24 @@ def test_series_of_a_model_removed_from_the_config_go(serve: Serve, tmp_path: Pa
     after = _scrape(server)
     assert {dict(ls).get("name") for (_, ls) in after} == {None, "keep"}
     assert _get(after, "ovms_requests_success_total", name="keep") == 1
+
+
+def test_fixed_shape_model_reports_no_shape_variants(serve: Serve, tmp_path: Path) -> None:
+    # fixed batch and a -1 batch: one variant compiled at load serves everything, nothing is a reshape
+    models = [{"name": "fixed", "base_path": str(write_affine(tmp_path / "fixed")),
+               "plugin_config": json.loads(F32)},
+              {"name": "any", "base_path": str(write_affine(tmp_path / "any")), "batch_size": "-1",
+               "plugin_config": json.loads(F32)}]
+    server = serve(["--config_path", str(write_config(tmp_path / "config.json", models)), "--metrics_enable"],
+                   rest=True)
+    for name, batches in (("fixed", (1, 1)), ("any", (1, 3, 5, 3))):
+        for batch in batches:
+            body = {"instances": [list(range(10))] * batch}
+            r = requests.post(f"{server.rest_url}/v1/models/{name}:predict", data=json.dumps(body), timeout=60)
+            assert r.status_code == 200, r.text
+    after = _scrape(server)
+    assert _get(after, "ovms_requests_success_total", name="any") == 4
+    assert _get(after, "ovms_inference_time_seconds_count", name="fixed") == 2
+    shape_series = {n for (n, ls) in after if dict(ls).get("name") in ("fixed", "any")
+                    and (n.startswith("vinoserve_reshape") or n.startswith("vinoserve_variant"))}
+    assert shape_series == set()

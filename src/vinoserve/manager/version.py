@@ -87,20 +87,21 @@ class ModelVersion:
         source = self._runtime.read(file)
         self._rules = plan_inputs(self.config, source, self._mapping)
         self._source = source
-        cfg = self.config
         shapes = {p.name: p.shape for p in source.inputs}
         if self._variants.pinned:
-            self._variants.pin(Variant.of(source.compile(None, cfg.target_device, cfg.plugin_config, cfg.nireq)))
+            self._variants.pin(self._compile(None))
         elif all(d.is_static for s in shapes.values() for d in s):  # auto, and the model's own shape is one
-            key = tuple(sorted((n, tuple(d.lo for d in s)) for n, s in shapes.items()))
-            self._variants.put(key, Variant.of(source.compile(None, cfg.target_device, cfg.plugin_config,
-                                                              cfg.nireq)))
+            self._variants.put(tuple(sorted((n, tuple(d.lo for d in s)) for n, s in shapes.items())),
+                               self._compile(None))
 
-    def _compile_key(self, key: VariantKey) -> Variant:
+    def _compile(self, shapes: dict[str, Shape] | None) -> Variant:
+        """Compile the source as it is (None) or reshaped; blocking."""
         assert self._source is not None
         cfg = self.config
-        shapes = {n: tuple(self._rules[n].compile_dims(s)) for n, s in key}
         return Variant.of(self._source.compile(shapes, cfg.target_device, cfg.plugin_config, cfg.nireq))
+
+    def _compile_key(self, key: VariantKey) -> Variant:
+        return self._compile({n: tuple(self._rules[n].compile_dims(s)) for n, s in key})
 
     async def retire(self) -> None:
         """UNLOADING until in-flight requests finish, then END; compiled models are released.

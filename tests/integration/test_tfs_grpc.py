@@ -19,7 +19,7 @@ from vinoserve.protocol.generated.tensorflow_serving.apis import (
     model_service_pb2_grpc,
     prediction_service_pb2_grpc,
 )
-from vinoserve.protocol.grpc.convert import array_to_tensor, tensor_to_array
+from vinoserve.protocol.tfs_tensors import array_to_tensor, tensor_to_array
 
 from ..helpers.clients import rpc_error, tfs_request
 from ..helpers.models import write_affine, write_two_inputs

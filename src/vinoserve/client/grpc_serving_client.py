@@ -36,7 +36,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 from vinoserve.client.stats import print_statistics, rescale_to_255  # noqa: E402
 from vinoserve.client.tfs import ClientError, TfsClient, TlsFiles, predict_request  # noqa: E402
 from vinoserve.errors import VinoserveError  # noqa: E402
-from vinoserve.protocol.grpc.convert import tensor_to_array  # noqa: E402
+from vinoserve.protocol.tfs_tensors import tensor_to_array  # noqa: E402
 
 PROG = "vinoserve-grpc-client"
 # A 1001-class output has a background class at index 0 (TF-slim ImageNet models): shift by one.

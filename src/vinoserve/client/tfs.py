@@ -2,7 +2,7 @@
 
 It speaks the public TF Serving protocol through the project's own generated protos, so it works
 against vinoserve, OVMS or TensorFlow Serving and needs no TensorFlow. Tensors are converted with
-the same code the server uses (:mod:`vinoserve.protocol.grpc.convert`), which reads both
+the same code the server uses (:mod:`vinoserve.protocol.tfs_tensors`), which reads both
 ``tensor_content`` and the typed ``*_val`` fields of an answer.
 """
 
@@ -27,7 +27,7 @@ from vinoserve.protocol.generated.tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
-from vinoserve.protocol.grpc.convert import array_to_tensor, dtype_name, tensor_to_array
+from vinoserve.protocol.tfs_tensors import array_to_tensor, dtype_name, tensor_to_array
 
 # gRPC keeps message limits in a signed 32-bit int; its 4 MB default is smaller than a batch of
 # 8 images of 3x224x224 float32 (4.8 MB), so the client lifts it as the server does.

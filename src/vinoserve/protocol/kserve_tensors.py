@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from vinoserve.errors import StatusCode, VinoserveError
-from vinoserve.protocol.shapes import checked_dims
+from vinoserve.protocol.shapes import checked_dims, content_size_error, value_count_error
 from vinoserve.types import BY_KSERVE, BY_NAME, Precision, precision_of
 
 STRING = BY_NAME["STRING"]
@@ -46,10 +46,6 @@ def checked_shape(shape: Sequence[Any], precision: Precision, name: str) -> tupl
     return checked_dims(shape, name, precision.np_dtype.itemsize)
 
 
-def _count_error(expected: int, actual: int, name: str) -> VinoserveError:
-    return VinoserveError(StatusCode.INVALID_VALUE_COUNT, f"Expected: {expected}; Actual: {actual}; input name: {name}")
-
-
 def from_raw(buf: bytes | memoryview, precision: Precision, shape: tuple[int, ...], name: str) -> np.ndarray:
     """Decode a raw (binary extension / ``raw_input_contents``) buffer of ``shape``."""
     count = math.prod(shape)  # Python int: a declared shape cannot overflow here
@@ -57,10 +53,7 @@ def from_raw(buf: bytes | memoryview, precision: Precision, shape: tuple[int, ..
         return decode_bytes(buf, count, name).reshape(shape)
     expected = count * precision.np_dtype.itemsize
     if len(buf) != expected:
-        raise VinoserveError(
-            StatusCode.INVALID_CONTENT_SIZE,
-            f"Expected: {expected} bytes; Actual: {len(buf)} bytes; input name: {name}",
-        )
+        raise content_size_error(expected, len(buf), name)
     return np.frombuffer(buf, dtype=precision.np_dtype).reshape(shape)
 
 
@@ -87,7 +80,7 @@ def decode_bytes(buf: bytes | memoryview, count: int, name: str) -> np.ndarray:
             f"{end - pos} bytes left over after {len(items)} BYTES elements; input name: {name}",
         )
     if len(items) != count:
-        raise _count_error(count, len(items), name)
+        raise value_count_error(count, len(items), name)
     array = np.empty(count, dtype=object)
     array[:] = items  # element-wise assignment keeps each bytes value whole
     return array
@@ -114,7 +107,7 @@ def from_values(values: Sequence[Any], precision: Precision, shape: tuple[int, .
     """Decode the typed ``contents`` of a gRPC input (a flat, typed protobuf list) of ``shape``."""
     count = math.prod(shape)
     if len(values) != count:
-        raise _count_error(count, len(values), name)
+        raise value_count_error(count, len(values), name)
     if precision is STRING:
         array = np.empty(count, dtype=object)
         array[:] = list(values)  # element-wise assignment keeps each bytes value whole

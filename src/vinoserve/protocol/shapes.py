@@ -1,11 +1,13 @@
-"""The one check of a client-declared tensor shape, shared by every decoder (SPEC §6).
+"""The checks of a client-declared tensor shared by every decoder (SPEC §6): its shape, and the
+content size and value count that must match it.
 
 TF Serving gRPC (``tensor_shape``), KServe gRPC and REST (``shape``) let the client declare a shape
 apart from the data. Before anything is sized or reshaped from it, the shape must be one numpy can
 hold: numpy refuses (with a ``ValueError`` that would surface as INTERNAL) a shape whose byte size
 overflows its index type even when a dimension is 0, so ``(0, 2**40, 2**40)`` is as bad as
 ``(2**40, 2**40, 2**40)``. A JSON body gets its shape from its nesting, which the JSON reader bounds
-to the same rank.
+to the same rank. Once the shape holds, the bytes or values present must be exactly what it implies:
+:func:`content_size_error` and :func:`value_count_error` word the refusals alike for every API.
 """
 
 from __future__ import annotations
@@ -43,3 +45,17 @@ def checked_dims(dims: Sequence[int], name: str, itemsize: int) -> tuple[int, ..
             f"the element count of {format_shape(shape)} overflows a 64-bit size; input name: {name}",
         )
     return shape
+
+
+def content_size_error(expected: int, actual: int, name: str) -> VinoserveError:
+    """``Invalid content size of tensor proto``: a buffer of ``actual`` bytes where the shape needs ``expected``."""
+    return VinoserveError(
+        StatusCode.INVALID_CONTENT_SIZE, f"Expected: {expected} bytes; Actual: {actual} bytes; input name: {name}"
+    )
+
+
+def value_count_error(expected: int, actual: int, name: str) -> VinoserveError:
+    """``Invalid number of values in tensor proto container``: ``actual`` values for ``expected`` elements."""
+    return VinoserveError(
+        StatusCode.INVALID_VALUE_COUNT, f"Expected: {expected}; Actual: {actual}; input name: {name}"
+    )

@@ -20,9 +20,9 @@ from vinoserve.protocol.generated.tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
-from vinoserve.protocol.grpc.convert import encode_array, tensor_to_array
 from vinoserve.protocol.grpc.errors import abort, abort_unexpected
 from vinoserve.protocol.grpc.guard import GuardedRegistry
+from vinoserve.protocol.tfs_tensors import encode_array, tensor_to_array
 from vinoserve.types import InferRequest, ModelMetadata, TensorSpec
 
 SIGNATURE = "serving_default"

@@ -25,6 +25,7 @@ from vinoserve.protocol.kserve_tensors import (
 )
 from vinoserve.protocol.rest.jsonarray import json_array
 from vinoserve.protocol.rest.jsoncodec import dumps, loads
+from vinoserve.protocol.shapes import content_size_error, value_count_error
 from vinoserve.types import InferResponse
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -93,10 +94,7 @@ def _input(tensor: Any, binary: memoryview, offset: int) -> tuple[str, np.ndarra
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise _invalid(f"binary_data_size of input {name} must be a non-negative integer")
         if offset + size > len(binary):
-            raise VinoserveError(
-                StatusCode.INVALID_CONTENT_SIZE,
-                f"Expected: {size} bytes; Actual: {len(binary) - offset} bytes; input name: {name}",
-            )
+            raise content_size_error(size, len(binary) - offset, name)
         return name, from_raw(binary[offset:offset + size], precision, dims, name), offset + size
     data = tensor.get("data")
     if data is None:
@@ -104,9 +102,7 @@ def _input(tensor: Any, binary: memoryview, offset: int) -> tuple[str, np.ndarra
     array = json_array(data if isinstance(data, list) else [data], precision, name)  # flat or nested
     count = math.prod(dims)
     if array.size != count:
-        raise VinoserveError(
-            StatusCode.INVALID_VALUE_COUNT, f"Expected: {count}; Actual: {array.size}; input name: {name}"
-        )
+        raise value_count_error(count, array.size, name)
     return name, array.reshape(dims), offset
 
 

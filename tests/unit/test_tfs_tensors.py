@@ -9,7 +9,7 @@ import pytest
 
 from vinoserve.errors import StatusCode, VinoserveError
 from vinoserve.protocol.generated.tensorflow.core.framework import tensor_pb2, types_pb2
-from vinoserve.protocol.grpc.convert import array_to_tensor, encode_array, tensor_to_array
+from vinoserve.protocol.tfs_tensors import array_to_tensor, encode_array, tensor_to_array
 from vinoserve.types import BY_NAME, PRECISIONS, Precision
 
 NUMERIC = [p for p in PRECISIONS if p.name != "STRING"]

@@ -1,4 +1,4 @@
-"""TensorFlow ``TensorProto`` <-> numpy, with the checks of SPEC §6.
+"""TF Serving tensors (``TensorProto``) <-> numpy, shared by the TF Serving gRPC servicer and the client.
 
 Decoding never trusts the declared shape: the element count it implies is compared with the
 bytes or values actually present in the message before any array is built, so a request
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from vinoserve.errors import StatusCode, VinoserveError
 from vinoserve.protocol.generated.tensorflow.core.framework import tensor_pb2, types_pb2
-from vinoserve.protocol.shapes import checked_dims
+from vinoserve.protocol.shapes import checked_dims, content_size_error, value_count_error
 from vinoserve.types import BY_NAME, BY_TF, Precision, precision_of
 
 TensorProto = tensor_pb2.TensorProto
@@ -62,6 +62,12 @@ _TYPED_FIELDS: dict[str, tuple[str, Callable[[Sequence[Any]], np.ndarray]]] = {
 }
 
 
+def tf_dtype(precision: Precision) -> types_pb2.DataType:
+    """The ``DataType`` of ``precision``, typed as the message fields take it."""
+    # the stubs make DataType a subclass of int; the runtime values are plain ints all the same
+    return cast(types_pb2.DataType, precision.tf)
+
+
 def dtype_name(tf_dtype: int) -> str:
     """The TF enum name of a DataType number (``DT_FLOAT``), or the number if unknown."""
     try:
@@ -70,7 +76,7 @@ def dtype_name(tf_dtype: int) -> str:
         return str(tf_dtype)
 
 
-def tensor_to_array(proto: Any, name: str, max_bytes: int | None = None) -> np.ndarray:
+def tensor_to_array(proto: TensorProto, name: str, max_bytes: int | None = None) -> np.ndarray:
     """Decode one input ``TensorProto`` named ``name`` into a numpy array.
 
     Raises :class:`VinoserveError` for an unsupported dtype, a shape numpy cannot hold, a
@@ -105,39 +111,30 @@ def tensor_to_array(proto: Any, name: str, max_bytes: int | None = None) -> np.n
 def _from_content(content: bytes, precision: Precision, count: int, name: str) -> np.ndarray:
     expected = count * precision.np_dtype.itemsize
     if len(content) != expected:
-        raise VinoserveError(
-            StatusCode.INVALID_CONTENT_SIZE,
-            f"Expected: {expected} bytes; Actual: {len(content)} bytes; input name: {name}",
-        )
+        raise content_size_error(expected, len(content), name)
     return np.frombuffer(content, dtype=precision.np_dtype)
 
 
-def _value_count_error(expected: int, actual: int, name: str) -> VinoserveError:
-    return VinoserveError(
-        StatusCode.INVALID_VALUE_COUNT, f"Expected: {expected}; Actual: {actual}; input name: {name}"
-    )
-
-
-def _from_typed(proto: Any, precision: Precision, count: int, name: str) -> np.ndarray:
+def _from_typed(proto: TensorProto, precision: Precision, count: int, name: str) -> np.ndarray:
     field, conv = _TYPED_FIELDS[precision.name]
     values = getattr(proto, field)
     if len(values) != count:
-        raise _value_count_error(count, len(values), name)
+        raise value_count_error(count, len(values), name)
     if count == 0:
         return np.empty(0, dtype=precision.np_dtype)
     return conv(values)
 
 
-def _strings(proto: Any, count: int, name: str) -> np.ndarray:
+def _strings(proto: TensorProto, count: int, name: str) -> np.ndarray:
     values = proto.string_val
     if len(values) != count:
-        raise _value_count_error(count, len(values), name)
+        raise value_count_error(count, len(values), name)
     array = np.empty(count, dtype=object)
     array[:] = list(values)  # element-wise assignment keeps each bytes value whole
     return array
 
 
-def encode_array(array: np.ndarray, out: Any, precision: Precision | None = None) -> None:
+def encode_array(array: np.ndarray, out: TensorProto, precision: Precision | None = None) -> None:
     """Fill the ``TensorProto`` ``out`` from ``array``.
 
     Numeric tensors go to ``tensor_content``; STRING tensors to ``string_val`` (``str``
@@ -145,7 +142,7 @@ def encode_array(array: np.ndarray, out: Any, precision: Precision | None = None
     e.g. BF16 for uint16 data of a bf16 output.
     """
     p = precision or precision_of(array)
-    out.dtype = p.tf
+    out.dtype = tf_dtype(p)
     shape = out.tensor_shape
     del shape.dim[:]
     for d in array.shape:
@@ -157,7 +154,7 @@ def encode_array(array: np.ndarray, out: Any, precision: Precision | None = None
     out.tensor_content = np.ascontiguousarray(array, dtype=p.np_dtype).tobytes()
 
 
-def array_to_tensor(array: np.ndarray, precision: Precision | None = None) -> Any:
+def array_to_tensor(array: np.ndarray, precision: Precision | None = None) -> TensorProto:
     """A new ``TensorProto`` holding ``array`` (see :func:`encode_array`)."""
     proto = TensorProto()
     encode_array(array, proto, precision)

@@ -4,24 +4,38 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
 
 from . import __version__
 from .drain import Drain
 from .errors import StatusCode, VinoserveError
 from .manager.manager import ModelManager
+from .manager.version import ModelVersion
 from .metrics import Metrics
-from .types import InferRequest, InferResponse, ModelMetadata, VersionState, VersionStatus
+from .types import (
+    InferRequest,
+    InferResponse,
+    ModelMetadata,
+    ServerMetadata,
+    VersionState,
+    VersionStatus,
+)
 
 log = logging.getLogger(__name__)
+
+# Decodes a request body once its model version is known, from that version's metadata.
+Decode = Callable[[ModelMetadata], Awaitable[dict[str, np.ndarray]]]
 
 
 class DataPlane:
     """Live/ready, metadata, status, inference and config reload over the model manager."""
 
-    def __init__(self, manager: ModelManager, metrics: Metrics, max_request_bytes: int) -> None:
+    def __init__(self, manager: ModelManager, metrics: Metrics) -> None:
         self.manager = manager
         self.metrics = metrics
-        self.max_request_bytes = max_request_bytes
         self.drain = Drain()  # shutting down: not ready, new requests refused
 
     # -- server -----------------------------------------------------------------------------
@@ -33,9 +47,9 @@ class DataPlane:
         """Every configured model finished its first load attempt, and the server is not shutting down."""
         return self.manager.ready and not self.drain.closing
 
-    def server_metadata(self) -> dict[str, object]:
+    def server_metadata(self) -> ServerMetadata:
         """KServe ServerMetadata: name, version, extensions."""
-        return {"name": "vinoserve", "version": __version__, "extensions": []}
+        return ServerMetadata("vinoserve", __version__)
 
     # -- models -----------------------------------------------------------------------------
     def model_status(self, name: str, version: int | None = None) -> list[VersionStatus]:
@@ -45,6 +59,11 @@ class DataPlane:
     def model_metadata(self, name: str, version: int | None = None) -> ModelMetadata:
         """I/O of the requested (or default) version, as currently compiled."""
         return self.manager.get_version(name, version).metadata()
+
+    def available_versions(self, meta: ModelMetadata) -> list[int]:
+        """The versions of ``meta``'s model that serve requests, in order; ``meta``'s own when none does."""
+        available = [s.version for s in self.manager.status(meta.name, None) if s.state == VersionState.AVAILABLE]
+        return sorted(available) or [meta.version]
 
     def model_ready(self, name: str, version: int | None = None) -> bool:
         """Whether that version is AVAILABLE; unknown model/version raise NOT_FOUND."""
@@ -66,24 +85,42 @@ class DataPlane:
         return changed, self.manager.all_status()
 
     # -- inference --------------------------------------------------------------------------
-    async def infer(self, request: InferRequest) -> InferResponse:
+    async def infer(self, request: InferRequest, decode: Decode | None = None) -> InferResponse:
         """Run one request on the requested (or default) version, counting it in the metrics.
+
+        With ``decode``, the inputs are decoded only once the version is found, from its metadata
+        (``request.inputs`` is not read): TF Serving REST reads JSON numbers as the precisions of
+        the model's inputs. Either way, a request whose version is not found is counted, and a
+        request that fails to decode is not (as one that fails to decode before this call).
+        """
+        mv = self._version_for(request)
+        inputs = request.inputs if decode is None else await decode(mv.metadata())
+        with self._counted(mv, request):
+            outputs = await mv.infer(inputs, request.requested_outputs)
+        return InferResponse(mv.name, mv.version, outputs, request.id)
+
+    def _version_for(self, request: InferRequest) -> ModelVersion:
+        """The version ``request`` runs on; a request that finds none is counted here.
 
         Only versions that exist get series of their own; a request that finds none is counted
         without its model name (see :meth:`Metrics.refused`), so made-up names cost nothing.
         """
-        m = self.metrics
-        start = time.perf_counter()
         try:
-            mv = self.manager.get_version(request.model_name, request.model_version)
+            return self.manager.get_version(request.model_name, request.model_version)
         except VinoserveError as exc:
             self._count_unserved(request, exc.code)
             raise
+
+    @contextmanager
+    def _counted(self, mv: ModelVersion, request: InferRequest) -> Iterator[None]:
+        """The request metrics of one inference on ``mv``: in progress, failed or served, and its time."""
+        m = self.metrics
         labels = (mv.name, str(mv.version))
+        start = time.perf_counter()
         gauge = m.current_requests.labels(*labels)
         gauge.inc()
         try:
-            outputs = await mv.infer(request.inputs, request.requested_outputs)
+            yield
         except VinoserveError:
             m.requests_fail.labels(*labels, request.api, request.interface, "infer").inc()
             raise
@@ -95,7 +132,6 @@ class DataPlane:
             gauge.dec()
         m.requests_success.labels(*labels, request.api, request.interface, "infer").inc()
         m.request_time.labels(*labels, request.api, request.interface).observe(time.perf_counter() - start)
-        return InferResponse(mv.name, mv.version, outputs, request.id)
 
     def _count_unserved(self, request: InferRequest, code: StatusCode) -> None:
         """A version that exists (loading, or retired) counts as its own failure; the rest as refusals."""

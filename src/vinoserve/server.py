@@ -33,7 +33,7 @@ class Server:
         self.metrics = Metrics()
         self.manager = ModelManager(settings.models, self.runtime, self.metrics, settings.config_path,
                                     settings.shape_variants)
-        self.dataplane = DataPlane(self.manager, self.metrics, settings.max_request_bytes)
+        self.dataplane = DataPlane(self.manager, self.metrics)
         self.grpc_port = 0
         self.rest_port = 0
         self._grpc: Any = None

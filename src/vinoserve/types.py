@@ -144,6 +144,15 @@ class ModelMetadata:
     outputs: tuple[TensorSpec, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class ServerMetadata:
+    """What the server says of itself (KServe ServerMetadata): name, version, protocol extensions."""
+
+    name: str
+    version: str
+    extensions: tuple[str, ...] = ()
+
+
 @dataclass(slots=True)
 class InferRequest:
     """A decoded inference request: arrays by client-visible input name."""

@@ -124,6 +124,9 @@ def _tensor(shape: list[int], data: list[Any]) -> dict[str, Any]:
 SPEC_ROWS: list[tuple[str, Callable[[RunningServer], requests.Response], int, str]] = [
     ("model not found", lambda s: _predict(s, {"instances": [X]}, "nope"), 404,
      "Model with requested name is not found"),
+    # the model is looked up before the body is read as its inputs' types
+    ("model not found, bad JSON", lambda s: _predict(s, b"{instances: [1", "nope"), 404,
+     "Model with requested name is not found"),
     ("version not found", lambda s: _predict(s, {"instances": [X]}, version=3), 404,
      "Model with requested version is not found"),
     ("version loading", lambda s: _predict(s, {"instances": [X]}, "broken", 1), 503,

@@ -1,9 +1,11 @@
-"""The one table from vinoserve status codes to gRPC status codes (SPEC §6)."""
+"""The one table from vinoserve status codes to gRPC status codes (SPEC §6), and the servicers' error decorator."""
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import NoReturn
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeAlias, TypeVar
 
 import grpc
 
@@ -43,13 +45,43 @@ def grpc_code(code: StatusCode) -> grpc.StatusCode:
     return GRPC_CODES[code]
 
 
-async def abort(context: grpc.aio.ServicerContext, err: VinoserveError) -> NoReturn:
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+_Servicer = TypeVar("_Servicer")
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+Method: TypeAlias = Callable[[_Servicer, _Request, Context], Awaitable[_Response]]
+
+
+async def abort(context: Context, err: VinoserveError) -> NoReturn:
     """End the call with the gRPC status of ``err`` and its SPEC text as details."""
     await context.abort(grpc_code(err.code), err.text)
     raise AssertionError("context.abort returned")  # abort always raises; this satisfies NoReturn
 
 
-async def abort_unexpected(context: grpc.aio.ServicerContext, exc: BaseException, what: str) -> NoReturn:
+async def abort_unexpected(context: Context, exc: BaseException, what: str) -> NoReturn:
     """Log an unexpected failure with its traceback and end the call with INTERNAL."""
     log.error("unexpected error in %s", what, exc_info=exc)
     await abort(context, VinoserveError(StatusCode.INTERNAL))
+
+
+def grpc_errors(method: Method[_Servicer, _Request, _Response]) -> Method[_Servicer, _Request, _Response]:
+    """Servicer method decorator: a :class:`VinoserveError` ends the call with its code and text,
+    anything else is logged and answered INTERNAL, so the server stays up.
+
+    An abort already under way passes through, and so does ``asyncio.CancelledError`` (a
+    ``BaseException``): the drain interceptor answers a request cut at shutdown with UNAVAILABLE.
+    """
+    what = method.__name__
+
+    @functools.wraps(method)
+    async def handled(self: _Servicer, request: _Request, context: Context) -> _Response:
+        try:
+            return await method(self, request, context)
+        except grpc.aio.AbortError:
+            raise
+        except VinoserveError as err:
+            await abort(context, err)
+        except Exception as exc:
+            await abort_unexpected(context, exc, what)
+
+    return handled

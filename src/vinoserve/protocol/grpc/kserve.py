@@ -1,14 +1,13 @@
 """KServe v2 gRPC servicer (``inference.GRPCInferenceService``).
 
 Each method parses the request, calls the data plane and encodes the answer; errors go through
-the one gRPC error table. Inputs come in ``raw_input_contents`` (one buffer per input, as
-tritonclient sends them) or in the typed ``contents`` fields; outputs always go back in
-``raw_output_contents``, BYTES elements with 4-byte little-endian length prefixes.
+the one gRPC error decorator (:func:`~vinoserve.protocol.grpc.errors.grpc_errors`). Inputs come in
+``raw_input_contents`` (one buffer per input, as tritonclient sends them) or in the typed
+``contents`` fields; outputs always go back in ``raw_output_contents``, BYTES elements with 4-byte
+little-endian length prefixes.
 """
 
 from __future__ import annotations
-
-from typing import Any, TypeAlias
 
 import grpc
 import numpy as np
@@ -17,7 +16,7 @@ from vinoserve.dataplane import DataPlane
 from vinoserve.errors import StatusCode, VinoserveError
 from vinoserve.protocol.generated.kserve import grpc_predict_v2_pb2 as pb
 from vinoserve.protocol.generated.kserve import grpc_predict_v2_pb2_grpc as pb_grpc
-from vinoserve.protocol.grpc.errors import abort, abort_unexpected
+from vinoserve.protocol.grpc.errors import Context, grpc_errors
 from vinoserve.protocol.grpc.guard import GuardedRegistry
 from vinoserve.protocol.kserve_tensors import (
     checked_shape,
@@ -29,9 +28,8 @@ from vinoserve.protocol.kserve_tensors import (
     precision_for,
     to_raw,
 )
-from vinoserve.types import InferRequest, TensorSpec, VersionState
+from vinoserve.types import InferRequest, TensorSpec
 
-Context: TypeAlias = grpc.aio.ServicerContext
 PLATFORM = "OpenVINO"
 
 # KServe datatype -> the InferTensorContents field that carries it (FP16/BF16 have none: raw only).
@@ -42,7 +40,7 @@ _CONTENTS_FIELD = {
 }
 
 
-def decode_inputs(request: Any) -> dict[str, np.ndarray]:
+def decode_inputs(request: pb.ModelInferRequest) -> dict[str, np.ndarray]:
     """Arrays by input name from ``raw_input_contents`` (all inputs) or typed ``contents``."""
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
@@ -70,87 +68,61 @@ def decode_inputs(request: Any) -> dict[str, np.ndarray]:
     return inputs
 
 
-def _tensor_metadata(out: Any, spec: TensorSpec) -> None:
+def _tensor_metadata(out: pb.ModelMetadataResponse.TensorMetadata, spec: TensorSpec) -> None:
     out.name = spec.name
     out.datatype = spec.precision.kserve
     out.shape.extend(dims_of(spec.shape))
 
 
 class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
-    """Health, metadata and inference of the KServe v2 gRPC API over the data plane."""
+    """Health, metadata and inference of the KServe v2 gRPC API over ``dataplane``."""
 
     def __init__(self, dataplane: DataPlane) -> None:
         self.dataplane = dataplane
 
-    async def ServerLive(self, request: Any, context: Context) -> Any:
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> pb.ServerLiveResponse:
         """The process answers."""
         return pb.ServerLiveResponse(live=self.dataplane.live())
 
-    async def ServerReady(self, request: Any, context: Context) -> Any:
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> pb.ServerReadyResponse:
         """False until every configured model had its first load attempt."""
         return pb.ServerReadyResponse(ready=self.dataplane.ready())
 
-    async def ServerMetadata(self, request: Any, context: Context) -> Any:
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Context) -> pb.ServerMetadataResponse:
         """Name, version and extensions."""
         meta = self.dataplane.server_metadata()
-        extensions = meta.get("extensions") or []
-        assert isinstance(extensions, list)
-        return pb.ServerMetadataResponse(name=str(meta["name"]), version=str(meta["version"]),
-                                         extensions=[str(e) for e in extensions])
+        return pb.ServerMetadataResponse(name=meta.name, version=meta.version, extensions=meta.extensions)
 
-    async def ModelReady(self, request: Any, context: Context) -> Any:
+    @grpc_errors
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> pb.ModelReadyResponse:
         """Whether that version is AVAILABLE; an unknown model or version is NOT_FOUND."""
-        try:
-            return pb.ModelReadyResponse(ready=self.dataplane.model_ready(request.name,
-                                                                          parse_version(request.version)))
-        except VinoserveError as err:
-            await abort(context, err)
-        except Exception as exc:
-            await abort_unexpected(context, exc, "ModelReady")
+        return pb.ModelReadyResponse(ready=self.dataplane.model_ready(request.name, parse_version(request.version)))
 
-    async def ModelMetadata(self, request: Any, context: Context) -> Any:
+    @grpc_errors
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Context) -> pb.ModelMetadataResponse:
         """Inputs and outputs as currently compiled; -1 for dynamic dimensions."""
-        try:
-            meta = self.dataplane.model_metadata(request.name, parse_version(request.version))
-            available = sorted(s.version for s in self.dataplane.model_status(request.name)
-                               if s.state == VersionState.AVAILABLE) or [meta.version]
-            response = pb.ModelMetadataResponse(name=meta.name, versions=[str(v) for v in available],
-                                                platform=PLATFORM)
-            for spec in meta.inputs:
-                _tensor_metadata(response.inputs.add(), spec)
-            for spec in meta.outputs:
-                _tensor_metadata(response.outputs.add(), spec)
-            return response
-        except VinoserveError as err:
-            await abort(context, err)
-        except Exception as exc:
-            await abort_unexpected(context, exc, "ModelMetadata")
+        meta = self.dataplane.model_metadata(request.name, parse_version(request.version))
+        response = pb.ModelMetadataResponse(name=meta.name, platform=PLATFORM,
+                                            versions=[str(v) for v in self.dataplane.available_versions(meta)])
+        for spec in meta.inputs:
+            _tensor_metadata(response.inputs.add(), spec)
+        for spec in meta.outputs:
+            _tensor_metadata(response.outputs.add(), spec)
+        return response
 
-    async def ModelInfer(self, request: Any, context: Context) -> Any:
+    @grpc_errors
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
         """Decode the inputs, run the model, encode the (filtered) outputs as raw contents."""
-        try:
-            result = await self.dataplane.infer(InferRequest(
-                model_name=request.model_name,
-                model_version=parse_version(request.model_version),
-                inputs=decode_inputs(request),
-                requested_outputs=[o.name for o in request.outputs] or None,
-                id=request.id,
-                api="KServe",
-                interface="gRPC",
-            ))
-            response = pb.ModelInferResponse(model_name=result.model_name,
-                                             model_version=str(result.model_version), id=result.id)
-            for name, array in result.outputs.items():
-                out = response.outputs.add()
-                out.name = name
-                out.datatype = datatype_of(array)
-                out.shape.extend(array.shape)
-                response.raw_output_contents.append(to_raw(array))
-            return response
-        except VinoserveError as err:
-            await abort(context, err)
-        except Exception as exc:  # the server answers INTERNAL and stays up
-            await abort_unexpected(context, exc, "ModelInfer")
+        result = await self.dataplane.infer(InferRequest(
+            request.model_name, parse_version(request.model_version), decode_inputs(request),
+            [o.name for o in request.outputs] or None, request.id, api="KServe", interface="gRPC",
+        ))
+        response = pb.ModelInferResponse(model_name=result.model_name, model_version=str(result.model_version),
+                                         id=result.id)
+        for name, array in result.outputs.items():
+            response.outputs.add(name=name, datatype=datatype_of(array), shape=array.shape)
+            response.raw_output_contents.append(to_raw(array))
+        return response
 
 
 def add_kserve_servicer(dataplane: DataPlane, server: grpc.aio.Server) -> None:

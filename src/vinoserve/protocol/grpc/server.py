@@ -94,7 +94,7 @@ async def start_grpc_server(
         ],
         interceptors=[_DrainInterceptor(dataplane.drain)],
     )
-    add_tfs_servicers(dataplane, server)
+    add_tfs_servicers(dataplane, server, max_message_bytes)
     add_kserve_servicer(dataplane, server)  # KServe v2 (inference.GRPCInferenceService)
     target = _host_port(address, port)
     try:

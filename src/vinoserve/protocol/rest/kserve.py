@@ -15,7 +15,7 @@ from vinoserve.dataplane import DataPlane
 from vinoserve.protocol.kserve_tensors import dims_of, parse_version
 from vinoserve.protocol.rest.kserve_json import HEADER_LENGTH, encode_infer, parse_infer
 from vinoserve.protocol.rest.offload import outputs_size, run_sized
-from vinoserve.types import InferRequest, ModelMetadata, TensorSpec, VersionState
+from vinoserve.types import InferRequest, ModelMetadata, ServerMetadata, TensorSpec
 
 PLATFORM = "OpenVINO"
 _MODEL = "/v2/models/{name}"
@@ -32,6 +32,11 @@ def _version(request: web.Request) -> int | None:
 
 def _tensor(spec: TensorSpec) -> dict[str, Any]:
     return {"name": spec.name, "datatype": spec.precision.kserve, "shape": dims_of(spec.shape)}
+
+
+def server_metadata_json(meta: ServerMetadata) -> dict[str, Any]:
+    """KServe ServerMetadataResponse."""
+    return {"name": meta.name, "version": meta.version, "extensions": list(meta.extensions)}
 
 
 def model_metadata_json(meta: ModelMetadata, versions: list[int]) -> dict[str, Any]:
@@ -53,7 +58,7 @@ class KServeRoutes:
 
     async def server_metadata(self, request: web.Request) -> web.Response:
         """``GET /v2``: name, version, extensions."""
-        return _json(self.dataplane.server_metadata())
+        return _json(server_metadata_json(self.dataplane.server_metadata()))
 
     async def live(self, request: web.Request) -> web.Response:
         """``GET /v2/health/live``."""
@@ -65,10 +70,8 @@ class KServeRoutes:
 
     async def model_metadata(self, request: web.Request) -> web.Response:
         """``GET /v2/models/{m}[/versions/{v}]``: I/O as currently compiled."""
-        name = request.match_info["name"]
-        meta = self.dataplane.model_metadata(name, _version(request))
-        available = [s.version for s in self.dataplane.model_status(name) if s.state == VersionState.AVAILABLE]
-        return _json(model_metadata_json(meta, sorted(available) or [meta.version]))
+        meta = self.dataplane.model_metadata(request.match_info["name"], _version(request))
+        return _json(model_metadata_json(meta, self.dataplane.available_versions(meta)))
 
     async def model_ready(self, request: web.Request) -> web.Response:
         """``GET .../ready``: 200 when that version is AVAILABLE, else 503; unknown ones 404."""

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 from aiohttp import web
 
 from vinoserve.dataplane import DataPlane
-from vinoserve.errors import VinoserveError
 from vinoserve.protocol.generated.tensorflow.core.framework import types_pb2
 from vinoserve.protocol.rest.offload import outputs_size, run_sized
 from vinoserve.protocol.rest.tfs_json import encode_predict, parse_predict
@@ -73,16 +73,16 @@ class TfsRoutes:
 
     async def predict(self, request: web.Request) -> web.Response:
         """Row or column predict; JSON numbers take the dtype of the model input they feed."""
-        name, version = request.match_info["name"], requested_version(request)
         body = await request.read()
-        try:
-            meta = self.dataplane.model_metadata(name, version)
-        except VinoserveError:
-            # Let the data plane raise the same error through infer, so the failure is counted.
-            await self.dataplane.infer(InferRequest(name, version, {}, api="TFS", interface="REST"))
-            raise
-        inputs, row = await run_sized(len(body), parse_predict, body, {s.name: s.precision for s in meta.inputs})
-        result = await self.dataplane.infer(InferRequest(name, version, inputs, api="TFS", interface="REST"))
+        row = True
+
+        async def decode(meta: ModelMetadata) -> dict[str, np.ndarray]:
+            nonlocal row
+            inputs, row = await run_sized(len(body), parse_predict, body, {s.name: s.precision for s in meta.inputs})
+            return inputs
+
+        pending = InferRequest(request.match_info["name"], requested_version(request), {}, api="TFS", interface="REST")
+        result = await self.dataplane.infer(pending, decode)
         data = await run_sized(outputs_size(result.outputs), encode_predict, result.outputs, row)
         return web.Response(body=data, content_type="application/json")
 

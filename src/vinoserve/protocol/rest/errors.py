@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from aiohttp import web
 
 from vinoserve.errors import StatusCode, VinoserveError
+from vinoserve.protocol.rest.jsoncodec import json_response
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def http_status(code: StatusCode) -> int:
 
 def json_error(status: int, text: str) -> web.Response:
     """A ``{"error": text}`` response with ``status``."""
-    return web.Response(status=status, text=json.dumps({"error": text}), content_type="application/json")
+    return json_response({"error": text}, status)
 
 
 def error_response(err: VinoserveError) -> web.Response:

@@ -107,7 +107,7 @@ def _array(value: Any, precision: Precision | None, name: str, b64: bool) -> np.
             return _integers(layout, flat, float in kinds, precision, name)
         with np.errstate(over="ignore"):
             floats = layout.astype(np.float32 if precision is BF16 else precision.np_dtype)
-    except OverflowError:  # an integer beyond any float (the standard-library reader allows them)
+    except OverflowError:  # an integer beyond any float: orjson reads none, but a caller may pass one
         raise _bad(name, f"a value is out of the range of {precision.name}") from None
     if not np.isfinite(floats).all():  # JSON numbers are finite: 1e300 overflowed the dtype
         raise _bad(name, f"a value is out of the range of {precision.name}")

@@ -6,13 +6,13 @@ Each route parses, calls the data plane and encodes; errors are raised as
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from vinoserve.dataplane import DataPlane
 from vinoserve.protocol.kserve_tensors import dims_of, parse_version
+from vinoserve.protocol.rest.jsoncodec import json_response
 from vinoserve.protocol.rest.kserve_json import HEADER_LENGTH, encode_infer, parse_infer
 from vinoserve.protocol.rest.offload import outputs_size, run_sized
 from vinoserve.types import InferRequest, ModelMetadata, ServerMetadata, TensorSpec
@@ -20,10 +20,6 @@ from vinoserve.types import InferRequest, ModelMetadata, ServerMetadata, TensorS
 PLATFORM = "OpenVINO"
 _MODEL = "/v2/models/{name}"
 _VERSION = "/v2/models/{name}/versions/{version}"
-
-
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
 
 
 def _version(request: web.Request) -> int | None:
@@ -58,7 +54,7 @@ class KServeRoutes:
 
     async def server_metadata(self, request: web.Request) -> web.Response:
         """``GET /v2``: name, version, extensions."""
-        return _json(server_metadata_json(self.dataplane.server_metadata()))
+        return json_response(server_metadata_json(self.dataplane.server_metadata()))
 
     async def live(self, request: web.Request) -> web.Response:
         """``GET /v2/health/live``."""
@@ -71,7 +67,7 @@ class KServeRoutes:
     async def model_metadata(self, request: web.Request) -> web.Response:
         """``GET /v2/models/{m}[/versions/{v}]``: I/O as currently compiled."""
         meta = self.dataplane.model_metadata(request.match_info["name"], _version(request))
-        return _json(model_metadata_json(meta, self.dataplane.available_versions(meta)))
+        return json_response(model_metadata_json(meta, self.dataplane.available_versions(meta)))
 
     async def model_ready(self, request: web.Request) -> web.Response:
         """``GET .../ready``: 200 when that version is AVAILABLE, else 503; unknown ones 404."""

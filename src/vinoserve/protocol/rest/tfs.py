@@ -6,7 +6,6 @@ Each route parses, calls the data plane and encodes; errors are raised as
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -14,6 +13,7 @@ from aiohttp import web
 
 from vinoserve.dataplane import DataPlane
 from vinoserve.protocol.generated.tensorflow.core.framework import types_pb2
+from vinoserve.protocol.rest.jsoncodec import json_response
 from vinoserve.protocol.rest.offload import outputs_size, run_sized
 from vinoserve.protocol.rest.tfs_json import encode_predict, parse_predict
 from vinoserve.types import InferRequest, ModelMetadata, TensorSpec, VersionStatus
@@ -24,10 +24,6 @@ SIGNATURE_MAP_TYPE = "type.googleapis.com/tensorflow.serving.SignatureDefMap"
 # TF Serving paths; aiohttp backtracks over the name, so "a:b:predict" is model "a:b".
 _MODEL = "/v1/models/{name}"
 _VERSION = "/v1/models/{name}/versions/{version:\\d+}"
-
-
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
 
 
 def requested_version(request: web.Request) -> int | None:
@@ -88,21 +84,22 @@ class TfsRoutes:
 
     async def status(self, request: web.Request) -> web.Response:
         """``GET /v1/models/{name}[/versions/{N}]``: every version, or the one asked for."""
-        return _json(status_json(self.dataplane.model_status(request.match_info["name"], requested_version(request))))
+        statuses = self.dataplane.model_status(request.match_info["name"], requested_version(request))
+        return json_response(status_json(statuses))
 
     async def metadata(self, request: web.Request) -> web.Response:
         """``GET .../metadata``: the ``serving_default`` signature with the current shapes."""
         meta = self.dataplane.model_metadata(request.match_info["name"], requested_version(request))
-        return _json(metadata_json(meta))
+        return json_response(metadata_json(meta))
 
     async def config(self, request: web.Request) -> web.Response:
         """``GET /v1/config``: the status of every model, by name."""
-        return _json({n: status_json(s) for n, s in self.dataplane.config_status().items()})
+        return json_response({n: status_json(s) for n, s in self.dataplane.config_status().items()})
 
     async def reload(self, request: web.Request) -> web.Response:
         """``POST /v1/config/reload``: 201 with the status map when anything changed, else 200."""
         changed, statuses = await self.dataplane.reload_config()
-        return _json({n: status_json(s) for n, s in statuses.items()}, 201 if changed else 200)
+        return json_response({n: status_json(s) for n, s in statuses.items()}, 201 if changed else 200)
 
 
 def add_routes(router: web.UrlDispatcher, dataplane: DataPlane) -> None:

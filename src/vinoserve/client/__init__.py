@@ -1,8 +1,9 @@
 """Client side of vinoserve's TF Serving gRPC API (no TensorFlow needed).
 
 ``TfsClient`` calls Predict, GetModelMetadata and GetModelStatus with numpy arrays in and out,
-over a plain or TLS channel. ``vinoserve.client.grpc_serving_client`` is the example client
-installed as ``vinoserve-grpc-client``.
+over a plain or TLS channel; ``metadata()`` answers a ``TfsModelMetadata`` (the ``serving_default``
+signature as ``TensorInfo`` entries) and ``status()`` a list of ``TfsVersionStatus``.
+``vinoserve.client.grpc_serving_client`` is the example client installed as ``vinoserve-grpc-client``.
 
 The names below are imported on first use, so that running the example client imports gRPC
 only after it has set gRPC's log level.
@@ -16,22 +17,22 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .tfs import (
         ClientError,
-        ModelMetadata,
+        ClientTlsFiles,
         TensorInfo,
         TfsClient,
-        TlsFiles,
-        VersionStatus,
+        TfsModelMetadata,
+        TfsVersionStatus,
         decode_outputs,
         predict_request,
     )
 
 __all__ = [
     "ClientError",
-    "ModelMetadata",
+    "ClientTlsFiles",
     "TensorInfo",
     "TfsClient",
-    "TlsFiles",
-    "VersionStatus",
+    "TfsModelMetadata",
+    "TfsVersionStatus",
     "decode_outputs",
     "predict_request",
 ]

@@ -34,7 +34,7 @@ import numpy as np
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from vinoserve.client.stats import print_statistics, rescale_to_255  # noqa: E402
-from vinoserve.client.tfs import ClientError, TfsClient, TlsFiles, predict_request  # noqa: E402
+from vinoserve.client.tfs import ClientError, ClientTlsFiles, TfsClient, predict_request  # noqa: E402
 from vinoserve.errors import VinoserveError  # noqa: E402
 from vinoserve.protocol.tfs_tensors import tensor_to_array  # noqa: E402
 
@@ -121,7 +121,7 @@ def _address(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
-def _tls(args: argparse.Namespace) -> TlsFiles | None:
+def _tls(args: argparse.Namespace) -> ClientTlsFiles | None:
     files = [args.server_cert, args.client_cert, args.client_key]
     if not args.tls:
         if any(files):
@@ -129,7 +129,7 @@ def _tls(args: argparse.Namespace) -> TlsFiles | None:
                   file=sys.stderr)
         return None
     server_cert, client_cert, client_key = (Path(f) if f else None for f in files)
-    return TlsFiles(server_cert, client_cert, client_key)
+    return ClientTlsFiles(server_cert, client_cert, client_key)
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:

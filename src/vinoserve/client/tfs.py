@@ -36,7 +36,7 @@ DEFAULT_TIMEOUT_S = 10.0
 SIGNATURE = "serving_default"
 SIGNATURE_FIELD = "signature_def"
 # Optional extra entry of GetModelMetadataResponse.metadata: a TensorProto of class names.
-# Servers that do not send it (TF Serving, OVMS) simply leave ``ModelMetadata.labels`` empty.
+# Servers that do not send it (TF Serving, OVMS) simply leave ``TfsModelMetadata.labels`` empty.
 LABELS_FIELD = "labels"
 
 _State = get_model_status_pb2.ModelVersionStatus.State
@@ -62,7 +62,7 @@ class ClientError(Exception):
 
 
 @dataclass(frozen=True)
-class TlsFiles:
+class ClientTlsFiles:
     """PEM files for a TLS channel; every one is optional.
 
     ``server_cert`` is the CA (or self-signed certificate) the server's certificate is checked
@@ -104,7 +104,7 @@ class TensorInfo:
 
 
 @dataclass(frozen=True)
-class ModelMetadata:
+class TfsModelMetadata:
     """The ``serving_default`` signature of a model version, and class names if the server sent them."""
 
     name: str
@@ -115,7 +115,7 @@ class ModelMetadata:
 
 
 @dataclass(frozen=True)
-class VersionStatus:
+class TfsVersionStatus:
     """One entry of GetModelStatus: state name (``AVAILABLE``) and the status it carries."""
 
     version: int
@@ -167,7 +167,7 @@ class TfsClient:
         self,
         address: str,
         *,
-        tls: TlsFiles | None = None,
+        tls: ClientTlsFiles | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         options: Sequence[tuple[str, Any]] = (),
@@ -220,7 +220,7 @@ class TfsClient:
         request = predict_request(model_name, inputs, version, outputs)
         return decode_outputs(self.predict_raw(request, timeout))
 
-    def metadata(self, model_name: str, version: int | None = None, timeout: float | None = None) -> ModelMetadata:
+    def metadata(self, model_name: str, version: int | None = None, timeout: float | None = None) -> TfsModelMetadata:
         """The model's ``serving_default`` signature (shapes as currently compiled)."""
         request = get_model_metadata_pb2.GetModelMetadataRequest()
         request.model_spec.name = model_name
@@ -237,7 +237,7 @@ class TfsClient:
             sig = sig_map.signature_def[sorted(sig_map.signature_def)[0]]
         else:
             raise ClientError(f"the metadata of model {model_name} has no signature")
-        return ModelMetadata(
+        return TfsModelMetadata(
             name=response.model_spec.name or model_name,
             version=int(response.model_spec.version.value),
             inputs=_tensor_infos(sig.inputs),
@@ -245,7 +245,9 @@ class TfsClient:
             labels=_labels(response.metadata),
         )
 
-    def status(self, model_name: str, version: int | None = None, timeout: float | None = None) -> list[VersionStatus]:
+    def status(
+        self, model_name: str, version: int | None = None, timeout: float | None = None
+    ) -> list[TfsVersionStatus]:
         """State of one version, or of every version the server knows when ``version`` is None."""
         request = get_model_status_pb2.GetModelStatusRequest()
         request.model_spec.name = model_name
@@ -253,12 +255,12 @@ class TfsClient:
             request.model_spec.version.value = version
         response = self._call(self._models.GetModelStatus, request, timeout)
         return [
-            VersionStatus(int(s.version), _state_name(s.state), int(s.status.error_code), s.status.error_message)
+            TfsVersionStatus(int(s.version), _state_name(s.state), int(s.status.error_code), s.status.error_message)
             for s in response.model_version_status
         ]
 
     def wait_available(self, model_name: str, version: int | None = None, timeout: float = 60.0,
-                       poll_s: float = 0.2) -> VersionStatus:
+                       poll_s: float = 0.2) -> TfsVersionStatus:
         """Poll GetModelStatus until a version is AVAILABLE; return its status.
 
         A server that is not listening yet or does not know the model yet is waited for. Raises

@@ -28,6 +28,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from vinoserve.protocol.generated.tensorflow.core.framework import types_pb2
 from vinoserve.protocol.generated.tensorflow_serving.apis import (
     get_model_status_pb2,
     model_service_pb2_grpc,
@@ -52,7 +53,7 @@ def request(model: str, input_name: str, batch: np.ndarray) -> bytes:
     req = predict_pb2.PredictRequest()
     req.model_spec.name = model
     t = req.inputs[input_name]
-    t.dtype = 1  # DT_FLOAT
+    t.dtype = types_pb2.DT_FLOAT
     for d in batch.shape:
         t.tensor_shape.dim.add().size = d
     t.tensor_content = np.ascontiguousarray(batch, dtype=np.float32).tobytes()
@@ -99,8 +100,8 @@ class ServerProcess:
 def alternating_p50(srv: ServerProcess, reqs: dict[int, bytes], rounds: int) -> float:
     """p50 latency (ms) of one client sending batch 1, 8, 1, 8, ... one at a time."""
     channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}", options=OPTS)
-    call = channel.unary_unary("/tensorflow.serving.PredictionService/Predict",
-                               request_serializer=None, response_deserializer=None)
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+        "/tensorflow.serving.PredictionService/Predict")
     for b in (1, 8, 1, 8):  # warm-up: first compiles are not what this measures
         call(reqs[b], timeout=120)
     times = []
@@ -115,7 +116,8 @@ def alternating_p50(srv: ServerProcess, reqs: dict[int, bytes], rounds: int) -> 
 
 async def _throughput(port: int, body: bytes, seconds: float, inflight: int) -> float:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=OPTS) as channel:
-        call = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            "/tensorflow.serving.PredictionService/Predict")
         for _ in range(inflight):
             await call(body)
         done = 0

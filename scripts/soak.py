@@ -32,6 +32,7 @@ import grpc
 import numpy as np
 import requests
 
+from vinoserve.protocol.generated.tensorflow.core.framework import types_pb2
 from vinoserve.protocol.generated.tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,7 +128,7 @@ class Soak:
         req.model_spec.name = model
         x = np.arange(batch * 10, dtype=np.float32).reshape(batch, 10)
         t = req.inputs["b"]
-        t.dtype = 1
+        t.dtype = types_pb2.DT_FLOAT
         for d in x.shape:
             t.tensor_shape.dim.add().size = d
         t.tensor_content = x.tobytes()

@@ -17,8 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vinoserve.protocol.generated.kserve import grpc_predict_v2_pb2 as pb
+from vinoserve.protocol.generated.tensorflow.core.framework import types_pb2
 from vinoserve.protocol.generated.tensorflow_serving.apis import predict_pb2
 
+from ..helpers.clients import dtype_number
 from ..helpers.server import RunningServer
 from .common import FUZZ, MODELS, NAMES, TALLY, dims, mutated, start_server
 
@@ -49,7 +51,7 @@ def channel(server: RunningServer) -> Iterator[grpc.Channel]:
 
 
 def _send(channel: grpc.Channel, path: str, body: bytes) -> None:
-    call = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(path)
     try:
         call(body, timeout=60)
         TALLY[f"grpc {path} OK"] += 1
@@ -78,9 +80,9 @@ def tfs_near_valid(draw: st.DrawFn) -> bytes:
     req.model_spec.name = "aff"
     change = draw(st.sampled_from(["none", "dtype", "shape", "size", "name"]))
     t = req.inputs[draw(st.sampled_from(NAMES)) if change == "name" else "b"]
-    t.dtype, shape, size = 1, [1, 10], 40
+    t.dtype, shape, size = types_pb2.DT_FLOAT, [1, 10], 40
     if change == "dtype":
-        t.dtype = draw(st.sampled_from([2, 3, 7, 9, 19, 99]))
+        t.dtype = dtype_number(draw(st.sampled_from([2, 3, 7, 9, 19, 99])))
     elif change == "shape":
         shape = draw(dims())
     elif change == "size":
@@ -99,7 +101,7 @@ def tfs_requests(draw: st.DrawFn) -> bytes:
         req.model_spec.version.value = draw(st.sampled_from([0, 1, 2, 2**62]))
     for _ in range(draw(st.integers(0, 3))):
         t = req.inputs[draw(st.sampled_from(NAMES))]
-        t.dtype = draw(st.sampled_from([1, 2, 3, 4, 5, 6, 7, 9, 10, 14, 17, 19, 22, 23, 0, 8, 12, 99]))
+        t.dtype = dtype_number(draw(st.sampled_from([1, 2, 3, 4, 5, 6, 7, 9, 10, 14, 17, 19, 22, 23, 0, 8, 12, 99])))
         shape = draw(dims())
         for d in shape:
             t.tensor_shape.dim.add().size = d
@@ -181,17 +183,17 @@ def test_server_still_answers_correctly(channel: grpc.Channel) -> None:
     req = predict_pb2.PredictRequest()
     req.model_spec.name = "aff"
     t = req.inputs["b"]
-    t.dtype = 1
+    t.dtype = types_pb2.DT_FLOAT
     for d in x.shape:
         t.tensor_shape.dim.add().size = d
     t.tensor_content = x.tobytes()
-    predict = channel.unary_unary(PREDICT, request_serializer=None, response_deserializer=None)
+    predict: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(PREDICT)
     out = predict_pb2.PredictResponse.FromString(predict(req.SerializeToString(), timeout=60))
     np.testing.assert_array_equal(np.frombuffer(out.outputs["y"].tensor_content, np.float32), x.ravel() * 2 + 1)
     kreq = pb.ModelInferRequest(model_name="aff")
     kreq.inputs.add(name="b", datatype="FP32", shape=[1, 10])
     kreq.raw_input_contents.append(x.tobytes())
-    infer = channel.unary_unary(INFER, request_serializer=None, response_deserializer=None)
+    infer: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(INFER)
     kout = pb.ModelInferResponse.FromString(infer(kreq.SerializeToString(), timeout=60))
     np.testing.assert_array_equal(np.frombuffer(kout.raw_output_contents[0], np.float32), x.ravel() * 2 + 1)
     sent = {k: v for k, v in TALLY.items() if k.startswith("grpc")}

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import numpy as np
 import pytest
 
-from vinoserve.protocol.generated.tensorflow.core.framework import tensor_pb2
+from vinoserve.protocol.generated.tensorflow.core.framework import tensor_pb2, types_pb2
 from vinoserve.protocol.generated.tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from .server import RunningServer
 
 # TF Serving DataType numbers of the dtypes the hand-built requests carry.
-_DT = {np.float32: 1, np.int32: 3}
+_DT = {np.float32: types_pb2.DT_FLOAT, np.int32: types_pb2.DT_INT32}
+
+
+def dtype_number(number: int) -> types_pb2.DataType:
+    """A ``TensorProto.dtype`` value from a bare number, known or not (hostile requests send both)."""
+    return cast(types_pb2.DataType, number)
 
 
 def tfs_request(inputs: Mapping[str, np.ndarray | tensor_pb2.TensorProto], model: str = "m",
@@ -30,7 +35,7 @@ def tfs_request(inputs: Mapping[str, np.ndarray | tensor_pb2.TensorProto], model
         if isinstance(value, tensor_pb2.TensorProto):
             t.CopyFrom(value)
             continue
-        t.dtype = _DT[np.asarray(value).dtype.type]  # a DataType number
+        t.dtype = _DT[np.asarray(value).dtype.type]
         for d in value.shape:
             t.tensor_shape.dim.add().size = d
         t.tensor_content = value.tobytes()

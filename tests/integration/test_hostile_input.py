@@ -18,6 +18,7 @@ import requests
 
 from vinoserve.protocol.generated.kserve import grpc_predict_v2_pb2 as pb
 from vinoserve.protocol.generated.kserve import grpc_predict_v2_pb2_grpc as pb_grpc
+from vinoserve.protocol.generated.tensorflow.core.framework import types_pb2
 from vinoserve.protocol.generated.tensorflow_serving.apis import (
     model_service_pb2,
     predict_pb2,
@@ -56,7 +57,7 @@ def channel(server: RunningServer) -> Iterator[grpc.Channel]:
 
 
 def _grpc_error(channel: grpc.Channel, path: str, body: bytes) -> grpc.RpcError:
-    call = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(path)
     with pytest.raises(grpc.RpcError) as info:
         call(body, timeout=60)
     return info.value
@@ -114,19 +115,19 @@ def test_overflowing_shape_tfs_grpc(channel: grpc.Channel, shape: list[int]) -> 
     for typed in (False, True):
         t = req.inputs["b"]
         t.Clear()
-        t.dtype = 1
+        t.dtype = types_pb2.DT_FLOAT
         for d in shape:
             t.tensor_shape.dim.add().size = d
         if not typed:
             t.tensor_content = b""  # unset either way: the typed path reads float_val
         err = _grpc_error(channel, "/tensorflow.serving.PredictionService/Predict", req.SerializeToString())
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
-        assert err.details().startswith("Invalid input shape - the element count of"), err.details()
+        assert (err.details() or "").startswith("Invalid input shape - the element count of"), err.details()
     # string inputs take the same check
     t = req.inputs["b"]
-    t.dtype = 7
+    t.dtype = types_pb2.DT_STRING
     err = _grpc_error(channel, "/tensorflow.serving.PredictionService/Predict", req.SerializeToString())
-    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and err.details().startswith("Invalid input shape")
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and (err.details() or "").startswith("Invalid input shape")
 
 
 @pytest.mark.parametrize("shape", OVERFLOWING, ids=["zero-element", "no-data"])
@@ -139,7 +140,7 @@ def test_overflowing_shape_kserve_grpc(channel: grpc.Channel, shape: list[int]) 
         with pytest.raises(grpc.RpcError) as info:
             pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(req, timeout=60)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
-        assert info.value.details().startswith("Invalid input shape - the element count of")
+        assert (info.value.details() or "").startswith("Invalid input shape - the element count of")
 
 
 @pytest.mark.parametrize("shape", OVERFLOWING, ids=["zero-element", "no-data"])

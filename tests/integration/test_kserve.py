@@ -243,7 +243,7 @@ def test_grpc_typed_contents_and_raw_count(server: RunningServer) -> None:
                                  "Expected: 10; Actual: 9; input name: b")
         req.raw_input_contents.extend([b"\0" * 40, b"\0" * 40])
         err = rpc_error(infer, req, timeout=30)
-        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "one per input" in err.details()
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "one per input" in (err.details() or "")
         ready = pb_grpc.GRPCInferenceServiceStub(channel).ModelReady
         err = rpc_error(ready, pb.ModelReadyRequest(name="zz"), timeout=30)
         assert err.code() == grpc.StatusCode.NOT_FOUND

@@ -86,7 +86,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _load(path: str, what: str) -> np.ndarray:
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        array: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
+        return array
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot load the {what} {path}: {exc}") from exc
 

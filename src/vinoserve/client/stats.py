@@ -22,9 +22,10 @@ def rescale_to_255(images: np.ndarray) -> np.ndarray:
     data = np.asarray(images, dtype=np.float32)
     if data.size == 0:
         return data.copy()
-    shifted = data - data.min()
+    shifted: np.ndarray = data - data.min()
     span = shifted.max()
-    return shifted / span * np.float32(255) if span > 0 else shifted
+    scaled: np.ndarray = shifted / span * np.float32(255) if span > 0 else shifted
+    return scaled
 
 
 def _speed(batch: int, ms: float) -> float:

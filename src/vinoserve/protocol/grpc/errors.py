@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn, TypeAlias, TypeVar
 
 import grpc
@@ -49,7 +49,7 @@ Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 _Servicer = TypeVar("_Servicer")
 _Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
-Method: TypeAlias = Callable[[_Servicer, _Request, Context], Awaitable[_Response]]
+Method: TypeAlias = Callable[[_Servicer, _Request, Context], Coroutine[Any, Any, _Response]]
 
 
 async def abort(context: Context, err: VinoserveError) -> NoReturn:

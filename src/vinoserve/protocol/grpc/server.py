@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
 from vinoserve.dataplane import DataPlane
 from vinoserve.drain import Drain
-from vinoserve.protocol.grpc.errors import abort
+from vinoserve.protocol.grpc.errors import Context, abort
 from vinoserve.protocol.grpc.kserve import add_kserve_servicer
 from vinoserve.protocol.grpc.tfs import add_tfs_servicers
 
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
 # gRPC keeps message limits in a signed 32-bit int.
 _GRPC_MAX_LIMIT = 2**31 - 1
 
@@ -29,12 +31,13 @@ class _DrainInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, drain: Drain) -> None:
         self._drain = drain
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     async def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Request, _Response] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[_Request, _Response] | None:
         method = handler_call_details.method
         wrapped = self._wrapped.get(method)
         if wrapped is not None:
@@ -42,14 +45,14 @@ class _DrainInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None or method in _ALWAYS_SERVED:
             return handler
-        wrapped = handler._replace(unary_unary=self._guard(handler.unary_unary))
-        self._wrapped[method] = wrapped
+        wrapped = self._wrapped[method] = grpc.unary_unary_rpc_method_handler(
+            self._guard(handler.unary_unary), handler.request_deserializer, handler.response_serializer)
         return wrapped
 
     def _guard(self, behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         drain = self._drain
 
-        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def guarded(request: Any, context: Context) -> Any:
             if drain.closing:
                 await abort(context, drain.refused())
             task = drain.enter()

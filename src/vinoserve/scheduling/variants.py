@@ -8,6 +8,11 @@ the cache holds more than its capacity; a variant in use is never evicted under 
 A version whose shapes are fixed at load (static, ``-1`` or ranges) is served through the same cache,
 *pinned*: the one variant compiled at load serves every request, is never evicted, nothing is compiled
 on request, and it is not counted as a shape variant (no hits, misses, reshapes or resident gauge).
+
+Warm-up (SPEC §7.5) goes through the same path with ``warmup=True``: it is not counted as a cache
+hit or miss, does not count as a use, and leaves ``last_used`` (what metadata shows) alone. Each
+resident variant counts the requests it served, so a new version can warm the shapes this one
+served most (:meth:`VariantCache.top_keys`).
 """
 
 from __future__ import annotations
@@ -59,7 +64,8 @@ V = TypeVar("V")  # what ``compile`` makes: a Variant when serving, anything in 
 @dataclass(slots=True)
 class _Entry(Generic[V]):
     variant: V
-    users: int = 0
+    users: int = 0  # requests holding it now
+    uses: int = 0  # requests it served (warm-up not counted)
 
 
 class VariantCache(Generic[V]):
@@ -88,6 +94,11 @@ class VariantCache(Generic[V]):
         """Resident shape variants, least recently used first (none when pinned)."""
         return list(self._ready)
 
+    def top_keys(self, k: int) -> list[VariantKey]:
+        """Up to ``k`` resident keys that served requests, most uses first (ties: most recent first)."""
+        served = [(key, e.uses) for key, e in reversed(self._ready.items()) if e.uses]
+        return [key for key, _ in sorted(served, key=lambda item: -item[1])[:k]]
+
     def variants(self) -> list[V]:
         """Every variant held: the pinned one, or the resident shape variants."""
         return [self._pin.variant] if self._pin is not None else [e.variant for e in self._ready.values()]
@@ -114,24 +125,27 @@ class VariantCache(Generic[V]):
         self.last_used = variant
         self._evict()
 
-    def use(self, key: Callable[[], VariantKey], cause: Callable[[], str]) -> Held[V]:
+    def use(self, key: Callable[[], VariantKey], cause: Callable[[], str], *, warmup: bool = False) -> Held[V]:
         """``async with cache.use(key, cause) as variant``: the variant for the request's key, compiled
         first if needed, and held (not evictable) inside the block.
 
         Both are computed only when needed: ``key`` not at all by a pinned cache, ``cause`` (why, for
-        the log and the reshape metric) only when a compile is needed.
+        the log and the reshape metric) only when a compile is needed. ``warmup``: not a request (see
+        the module's docstring).
         """
-        return Held(self, key, cause)
+        return Held(self, key, cause, warmup)
 
-    async def _enter(self, key: Callable[[], VariantKey], cause: Callable[[], str]) -> _Entry[V]:
+    async def _enter(self, key: Callable[[], VariantKey], cause: Callable[[], str], warmup: bool) -> _Entry[V]:
         if self.pinned:
             if self._pin is None:
                 raise VinoserveError(StatusCode.VERSION_NOT_LOADED)
             entry = self._pin
         else:
-            entry = await self._get(key(), cause)
+            entry = await self._get(key(), cause, count=not warmup)
         entry.users += 1
-        self.last_used = entry.variant
+        if not warmup:
+            entry.uses += 1
+            self.last_used = entry.variant
         return entry
 
     def _leave(self, entry: _Entry[V]) -> None:
@@ -139,13 +153,15 @@ class VariantCache(Generic[V]):
         if len(self._ready) > self.capacity:
             self._evict()
 
-    async def _get(self, key: VariantKey, cause: Callable[[], str]) -> _Entry[V]:
+    async def _get(self, key: VariantKey, cause: Callable[[], str], count: bool) -> _Entry[V]:
         entry = self._ready.get(key)
         if entry is not None:
             self._ready.move_to_end(key)
-            self._metrics.variant_hits.labels(*self._labels).inc()
+            if count:
+                self._metrics.variant_hits.labels(*self._labels).inc()
             return entry
-        self._metrics.variant_misses.labels(*self._labels).inc()
+        if count:
+            self._metrics.variant_misses.labels(*self._labels).inc()
         fut = self._pending.get(key)
         if fut is None:
             fut = asyncio.get_running_loop().create_future()
@@ -210,16 +226,18 @@ class Held(Generic[V]):
     """One request's hold on a variant (see :meth:`VariantCache.use`); a class rather than a generator
     because it is entered on every request."""
 
-    __slots__ = ("_cache", "_key", "_cause", "_entry")
+    __slots__ = ("_cache", "_key", "_cause", "_warmup", "_entry")
 
-    def __init__(self, cache: VariantCache[V], key: Callable[[], VariantKey], cause: Callable[[], str]) -> None:
+    def __init__(self, cache: VariantCache[V], key: Callable[[], VariantKey], cause: Callable[[], str],
+                 warmup: bool) -> None:
         self._cache = cache
         self._key = key
         self._cause = cause
+        self._warmup = warmup
         self._entry: _Entry[V] | None = None
 
     async def __aenter__(self) -> V:
-        self._entry = await self._cache._enter(self._key, self._cause)
+        self._entry = await self._cache._enter(self._key, self._cause, self._warmup)
         return self._entry.variant
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -191,4 +191,19 @@ def test_top_keys_by_uses_then_recency() -> None:
         assert cache.top_keys(2) == [key(3), key(2)]
         await use(cache, 4)  # 2 and 4 tie at two uses: the more recent first
         assert cache.top_keys(3) == [key(3), key(4), key(2)]
+        for b in (6, 7, 8):  # 3 is evicted, and still counts as the shape served most
+            await use(cache, b)
+        assert key(3) not in cache.keys() and cache.top_keys(1) == [key(3)]
+    asyncio.run(go())
+
+
+def test_use_counts_stay_bounded() -> None:
+    async def go() -> None:
+        cache, _, _ = make(1)
+        for _ in range(3):
+            await use(cache, 1)
+        for b in range(20, 200):  # a client sending ever new shapes
+            await use(cache, b)
+        assert len(cache._uses) <= 64
+        assert cache.top_keys(1) == [key(1)]
     asyncio.run(go())

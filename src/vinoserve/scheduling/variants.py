@@ -10,9 +10,10 @@ A version whose shapes are fixed at load (static, ``-1`` or ranges) is served th
 on request, and it is not counted as a shape variant (no hits, misses, reshapes or resident gauge).
 
 Warm-up (SPEC §7.5) goes through the same path with ``warmup=True``: it is not counted as a cache
-hit or miss, does not count as a use, and leaves ``last_used`` (what metadata shows) alone. Each
-resident variant counts the requests it served, so a new version can warm the shapes this one
-served most (:meth:`VariantCache.top_keys`).
+hit or miss, does not count as a use, and leaves ``last_used`` (what metadata shows) alone. The
+cache counts the requests served per key, evicted ones included, so a new version can warm the
+shapes this one served most (:meth:`VariantCache.top_keys`); the count is one dict update per
+request, and the table is bounded (the least used keys are dropped) whatever shapes clients send.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 # One concrete shape per input, sorted by input name.
 VariantKey = tuple[tuple[str, tuple[int, ...]], ...]
+# Keys whose uses are counted, at least; beyond, the least used half is dropped.
+_COUNTED_KEYS = 64
 
 
 def describe(key: VariantKey) -> str:
@@ -65,7 +68,6 @@ V = TypeVar("V")  # what ``compile`` makes: a Variant when serving, anything in 
 class _Entry(Generic[V]):
     variant: V
     users: int = 0  # requests holding it now
-    uses: int = 0  # requests it served (warm-up not counted)
 
 
 class VariantCache(Generic[V]):
@@ -86,6 +88,9 @@ class VariantCache(Generic[V]):
         self._pending: dict[VariantKey, asyncio.Future[_Entry[V]]] = {}
         self._pin: _Entry[V] | None = None
         self.last_used: V | None = None
+        # requests served per key (warm-up not counted), least recently used first
+        self._uses: dict[VariantKey, int] = {}
+        self._counted = max(_COUNTED_KEYS, 4 * self.capacity)
 
     def __len__(self) -> int:
         return len(self._ready)
@@ -95,9 +100,9 @@ class VariantCache(Generic[V]):
         return list(self._ready)
 
     def top_keys(self, k: int) -> list[VariantKey]:
-        """Up to ``k`` resident keys that served requests, most uses first (ties: most recent first)."""
-        served = [(key, e.uses) for key, e in reversed(self._ready.items()) if e.uses]
-        return [key for key, _ in sorted(served, key=lambda item: -item[1])[:k]]
+        """Up to ``k`` keys that served requests, most uses first (ties: most recent first)."""
+        served = sorted(reversed(self._uses.items()), key=lambda item: -item[1])
+        return [key for key, _ in served[:k]]
 
     def variants(self) -> list[V]:
         """Every variant held: the pinned one, or the resident shape variants."""
@@ -141,12 +146,20 @@ class VariantCache(Generic[V]):
                 raise VinoserveError(StatusCode.VERSION_NOT_LOADED)
             entry = self._pin
         else:
-            entry = await self._get(key(), cause, count=not warmup)
+            k = key()
+            entry = await self._get(k, cause, count=not warmup)
+            if not warmup:
+                self._count(k)
         entry.users += 1
         if not warmup:
-            entry.uses += 1
             self.last_used = entry.variant
         return entry
+
+    def _count(self, key: VariantKey) -> None:
+        self._uses[key] = self._uses.pop(key, 0) + 1  # re-inserted: the dict's order is recency
+        if len(self._uses) > self._counted:
+            keep = set(self.top_keys(self._counted // 2))
+            self._uses = {k: n for k, n in self._uses.items() if k in keep}
 
     def _leave(self, entry: _Entry[V]) -> None:
         entry.users -= 1
@@ -216,6 +229,7 @@ class VariantCache(Generic[V]):
     def clear(self) -> None:
         """Drop every variant (the version is retiring)."""
         self._ready.clear()
+        self._uses.clear()
         self._pin = None
         self.last_used = None
         if not self.pinned:

@@ -59,6 +59,7 @@ def make_parser() -> argparse.ArgumentParser:
     a("--tls_client_ca", help="PEM CA bundle: clients must present a certificate it signed (mutual TLS)")
     a("--shutdown_timeout_s", type=float, default=30.0,
       help="on SIGTERM/SIGINT, in-flight requests get this long before they are cancelled")
+    a("--warmup_batch_sizes", help="e.g. 1,8: compiled and run on zeros before the model is AVAILABLE")
     return p
 
 
@@ -118,6 +119,7 @@ def model_from_flags(ns: argparse.Namespace) -> ModelConfig:
         label=_flag_name, batch_size=ns.batch_size, shape=ns.shape, layout=ns.layout,
         model_version_policy=ns.model_version_policy or None, nireq=ns.nireq,
         target_device=ns.target_device or None, plugin_config=ns.plugin_config or None,
+        warmup_batch_sizes=ns.warmup_batch_sizes or None,
     )
 
 

@@ -33,6 +33,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     (["--port", "9000", "--config_path", "/nonexistent/c.json"], "Cannot read config file"),
     (["--port", "9000", "--model_name", "m", "--model_path", "x", "--batch_size", "many"], "Invalid batch size"),
     (["--port", "9000", "--model_name", "m", "--model_path", "x", "--layout", "NC:HW"], "Invalid layout"),
+    (["--port", "9000", "--model_name", "m", "--model_path", "x", "--warmup_batch_sizes", "1,x"],
+     "--warmup_batch_sizes must hold positive integers only (got 'x')"),
 ])
 def test_startup_mistakes_are_one_line(args: list[str], text: str) -> None:
     res = run_cli(*args)

@@ -33,6 +33,7 @@ def from_file(config: dict[str, object], base: Path) -> ModelConfig:
      {"shape": {"x": [1, 3, -1], "y": "auto"}, "layout": {"x": "NCH"},
       "model_version_policy": {"specific": {"versions": [1, 3]}}}),
     (["--shape", "(1,10)", "--shape_variants", "2"], {"shape": "(1,10)", "shape_variants": 2}),
+    (["--batch_size", "auto", "--warmup_batch_sizes", "8, 1,8"], {"batch_size": "auto", "warmup_batch_sizes": [8, 1]}),
 ])
 def test_the_same_model_from_flags_and_from_the_file(
         flags: list[str], config: dict[str, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,7 +49,7 @@ def test_defaults(tmp_path: Path) -> None:
     model = build_model_config("m", str(tmp_path), relative_to=Path("/elsewhere"), default_shape_variants=6)
     assert model == ModelConfig(name="m", base_path=tmp_path.resolve(), batch=None, shape=None, layout=None,
                                 version_policy=VersionPolicy("latest", 1), nireq=0, target_device="CPU",
-                                plugin_config={}, shape_variants=6)
+                                plugin_config={}, shape_variants=6, warmup_batch_sizes=())
 
 
 def test_empty_flags_leave_the_defaults(tmp_path: Path) -> None:
@@ -64,6 +65,16 @@ def test_empty_flags_leave_the_defaults(tmp_path: Path) -> None:
     (["--model_path", "a/../b"], {"base_path": "a/../b"},
      "--model_path must not contain '..'", "'base_path' must not contain '..'"),
     (["--shape", "(1,x)"], {"shape": "(1,x)"}, "Invalid shape dimension", "Invalid shape dimension"),
+    (["--warmup_batch_sizes", "1,0"], {"warmup_batch_sizes": [1, 0]},
+     "--warmup_batch_sizes must hold positive integers only", "'warmup_batch_sizes' must hold positive integers"),
+    (["--warmup_batch_sizes", "1,-8"], {"warmup_batch_sizes": [1, -8]},
+     "--warmup_batch_sizes must hold positive integers only", "'warmup_batch_sizes' must hold positive integers"),
+    (["--warmup_batch_sizes", "1,,8"], {"warmup_batch_sizes": [1, "8"]},
+     "--warmup_batch_sizes must hold positive integers only", "'warmup_batch_sizes' must hold positive integers"),
+    (["--warmup_batch_sizes", "1.5"], {"warmup_batch_sizes": [True]},
+     "--warmup_batch_sizes must hold positive integers only", "'warmup_batch_sizes' must hold positive integers"),
+    (["--warmup_batch_sizes", "auto"], {"warmup_batch_sizes": "1,8"},
+     "--warmup_batch_sizes must hold positive integers only", "'warmup_batch_sizes' has the wrong type"),
 ])
 def test_the_same_rules_name_the_key_as_each_source_spells_it(
         flags: list[str], config: dict[str, object], flag_text: str | None, file_text: str,
@@ -73,3 +84,15 @@ def test_the_same_rules_name_the_key_as_each_source_spells_it(
             from_flags(["--model_path", "m", *flags])
     with pytest.raises(StartupError, match=f"^Config of model 'm': {file_text}"):
         from_file({"base_path": "m", **config}, tmp_path)
+
+
+def test_warmup_batch_sizes_keep_their_order_without_repeats(tmp_path: Path) -> None:
+    model = from_flags(["--model_path", str(tmp_path), "--warmup_batch_sizes", "8,1,8,2"])
+    assert model.warmup_batch_sizes == (8, 1, 2)
+    assert from_flags(["--model_path", str(tmp_path)]).warmup_batch_sizes == ()
+    assert from_file({"base_path": "m", "warmup_batch_sizes": []}, tmp_path).warmup_batch_sizes == ()
+
+
+def test_warmup_flag_is_exclusive_with_the_config_file(tmp_path: Path) -> None:
+    with pytest.raises(StartupError, match="exclusive with the config file.*--warmup_batch_sizes"):
+        build_settings(["--port", "9000", "--config_path", str(tmp_path / "c.json"), "--warmup_batch_sizes", "1"])

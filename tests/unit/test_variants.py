@@ -159,3 +159,51 @@ def test_shape_variants_are_listed_and_held_while_in_use() -> None:
         cache.clear()
         assert cache.variants() == [] and sample(metrics, "vinoserve_variants_resident") == 0
     asyncio.run(go())
+
+
+def test_warmup_compiles_without_counting_a_request() -> None:
+    async def go() -> None:
+        cache, comp, metrics = make(4)
+        async with cache.use(lambda: key(8), lambda: "warmup x(8,10)", warmup=True) as v:
+            assert v == "variant8"
+        assert comp.calls == [key(8)] and cache.last_used is None  # metadata is not moved by warm-up
+        assert sample(metrics, "vinoserve_variant_cache_misses_total") == 0
+        assert sample(metrics, "vinoserve_variant_cache_hits_total") == 0
+        reshapes = metrics.registry.get_sample_value("vinoserve_reshapes_total",
+                                                     {"name": "m", "version": "1", "cause": "warmup"})
+        assert reshapes == 1
+        assert await use(cache, 8) == "variant8" and comp.calls == [key(8)]
+        assert sample(metrics, "vinoserve_variant_cache_misses_total") == 0
+        assert sample(metrics, "vinoserve_variant_cache_hits_total") == 1
+        assert cache.last_used == "variant8"
+    asyncio.run(go())
+
+
+def test_top_keys_by_uses_then_recency() -> None:
+    async def go() -> None:
+        cache, _, _ = make(4)
+        cache.put(key(1), "loaded")  # compiled at load, never served: not a shape this version served
+        for b in (2, 3, 3, 4, 2, 3):
+            await use(cache, b)
+        async with cache.use(lambda: key(5), lambda: "warmup", warmup=True):
+            pass  # warmed, never served
+        assert cache.top_keys(4) == [key(3), key(2), key(4)]
+        assert cache.top_keys(2) == [key(3), key(2)]
+        await use(cache, 4)  # 2 and 4 tie at two uses: the more recent first
+        assert cache.top_keys(3) == [key(3), key(4), key(2)]
+        for b in (6, 7, 8):  # 3 is evicted, and still counts as the shape served most
+            await use(cache, b)
+        assert key(3) not in cache.keys() and cache.top_keys(1) == [key(3)]
+    asyncio.run(go())
+
+
+def test_use_counts_stay_bounded() -> None:
+    async def go() -> None:
+        cache, _, _ = make(1)
+        for _ in range(3):
+            await use(cache, 1)
+        for b in range(20, 200):  # a client sending ever new shapes
+            await use(cache, b)
+        assert len(cache._uses) <= 64
+        assert cache.top_keys(1) == [key(1)]
+    asyncio.run(go())

@@ -102,6 +102,7 @@ def _model(c: dict[str, object], i: int, base: Path, shape_variants: int) -> Mod
             target_device=_typed(c, who, "target_device", str),
             model_version_policy=_typed(c, who, "model_version_policy", dict),
             plugin_config=_typed(c, who, "plugin_config", dict, str),
+            warmup_batch_sizes=_typed(c, who, "warmup_batch_sizes", list),
         )
     except StartupError as exc:
         if str(exc).startswith("Config of"):

@@ -24,7 +24,7 @@ from .settings import ModelConfig, VersionPolicy
 
 # The per-model keys shared by the flags and config.json entries (besides name and base path).
 PER_MODEL_KEYS = ("batch_size", "shape", "layout", "model_version_policy", "nireq", "target_device",
-                  "plugin_config")
+                  "plugin_config", "warmup_batch_sizes")
 DEFAULT_TARGET_DEVICE = "CPU"
 
 JsonObject = dict[str, object]
@@ -50,6 +50,7 @@ def build_model_config(
     target_device: str | None = None,
     plugin_config: str | JsonObject | None = None,
     shape_variants: int | None = None,
+    warmup_batch_sizes: str | list[object] | None = None,
 ) -> ModelConfig:
     """The validated settings of one model; a value left ``None`` takes its default.
 
@@ -76,4 +77,24 @@ def build_model_config(
         target_device=DEFAULT_TARGET_DEVICE if target_device is None else target_device,
         plugin_config={} if plugin_config is None else parse_plugin_config(plugin_config),
         shape_variants=default_shape_variants if shape_variants is None else shape_variants,
+        warmup_batch_sizes=parse_warmup_batch_sizes(warmup_batch_sizes, label("warmup_batch_sizes")),
     )
+
+
+def parse_warmup_batch_sizes(value: str | list[object] | None, key: str) -> tuple[int, ...]:
+    """``1,8`` (a flag) or ``[1, 8]`` (``config.json``): positive integers, repeats dropped, order kept.
+
+    The order matters under ``auto``, where only the first ``shape_variants`` sizes are warmed.
+    """
+    if value is None:
+        return ()
+    items: list[object] = list(value)
+    if isinstance(value, str):  # a flag: numbers as text; the file's list must hold JSON numbers
+        items = [int(p) if p.isascii() and p.isdigit() else p for p in (p.strip() for p in value.split(","))]
+    sizes: list[int] = []
+    for item in items:
+        if not isinstance(item, int) or isinstance(item, bool) or item < 1:
+            raise StartupError(f"{key} must hold positive integers only (got {item!r})")
+        if item not in sizes:
+            sizes.append(item)
+    return tuple(sizes)

@@ -72,6 +72,7 @@ class ModelConfig:
     target_device: str
     plugin_config: dict[str, object]
     shape_variants: int
+    warmup_batch_sizes: tuple[int, ...]  # compiled and run on zeros before the version is AVAILABLE
 
     @property
     def is_auto(self) -> bool:

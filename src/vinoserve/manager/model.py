@@ -3,7 +3,8 @@
 Every change loads before it unloads: new version objects are loaded while the old ones serve, put
 in place in one step of the event loop (so a request without a version goes either to the old or to
 the new default, never to nothing), and only then are the old ones retired, which waits for their
-in-flight requests.
+in-flight requests. Loading includes warm-up: a new version also warms the shapes the version it
+replaces served most, so it takes traffic with them compiled.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 
 from ..config import ModelConfig
 from ..errors import StatusCode, VinoserveError
+from ..scheduling.variants import VariantKey
 from ..types import VersionState
 from .repository import fingerprint, list_versions
 from .version import ModelVersion
@@ -42,6 +44,17 @@ class Model:
         if self.versions:
             raise VinoserveError(StatusCode.VERSION_RETIRED)
         raise VinoserveError(StatusCode.VERSION_NOT_FOUND)
+
+    def _served_most(self, k: int, version: int | None = None) -> list[VariantKey]:
+        """What a new version should warm: the top ``k`` shapes of the AVAILABLE object of ``version``,
+        else of the default version; none when nothing serves."""
+        old = self._live().get(version) if version is not None else None
+        if old is None or old.state != VersionState.AVAILABLE:
+            try:
+                old = self.default_version()
+            except VinoserveError:
+                return []
+        return old.served_most(k)
 
     def _live(self) -> dict[int, ModelVersion]:
         return {n: v for n, v in self.versions.items() if v.state < VersionState.UNLOADING}
@@ -71,7 +84,9 @@ class Model:
         fresh = {n: make(cfg, n) for n in retry}
         for n in retry:
             log.info("Model %s version %s changed on disk: loading it again", cfg.name, n)
-        await asyncio.gather(*(self.versions[n].load() for n in new), *(v.load() for v in fresh.values()))
+        carried = self._served_most(cfg.shape_variants)
+        await asyncio.gather(*(self.versions[n].load(carried) for n in new),
+                             *(v.load(carried) for v in fresh.values()))
         self.versions.update(fresh)
         if any(self.versions[n].failed for n in wanted):
             kept = [n for n in gone if n in on_disk]
@@ -95,7 +110,7 @@ class Model:
             return
         wanted = cfg.version_policy.select(list_versions(cfg.base_path))
         fresh = {n: make(cfg, n) for n in wanted}
-        await asyncio.gather(*(v.load() for v in fresh.values()))
+        await asyncio.gather(*(v.load(self._served_most(cfg.shape_variants, n)) for n, v in fresh.items()))
         old = self._live()
         # one step, no await: requests see either the old objects or the new ones
         self.config = cfg

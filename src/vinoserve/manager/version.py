@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Sequence
 from concurrent.futures import Executor
 
 import numpy as np
@@ -14,10 +16,11 @@ from ..metrics import Metrics
 from ..runtime.errortext import client_text
 from ..runtime.openvino import Port, Runtime, SourceModel
 from ..scheduling.admission import Admission
-from ..scheduling.variants import Variant, VariantCache, VariantKey
+from ..scheduling.variants import Variant, VariantCache, VariantKey, describe
 from ..types import ModelMetadata, Shape, TensorSpec, VersionState, VersionStatus
 from .inputs import InputRule, check_request, plan_inputs
 from .repository import Fingerprint, Mapping, find_model_file, fingerprint, read_mapping
+from .warmup import Shapes, plan, zeros
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +60,12 @@ class ModelVersion:
         """The load was attempted and failed (the version stays LOADING with its error, as in OVMS)."""
         return self.state == VersionState.LOADING and bool(self.error)
 
-    async def load(self) -> None:
-        """Read, set layouts and shapes, compile; on failure stay LOADING with the error (as OVMS)."""
+    async def load(self, carried: Sequence[VariantKey] = ()) -> None:
+        """Read, set layouts and shapes, compile, warm up; on failure stay LOADING with the error (as OVMS).
+
+        ``carried``: shapes the version this one replaces served most, warmed after the configured
+        ``warmup_batch_sizes``. The version is AVAILABLE only once warm-up has ended.
+        """
         self.state = VersionState.LOADING
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._load_blocking)
@@ -70,6 +77,9 @@ class ModelVersion:
             self.error = client_text(exc, type(exc).__name__)
         else:
             if self.state != VersionState.LOADING:  # retired while it loaded (shutdown): stay retired
+                return
+            await self._warm_up(carried)
+            if self.state != VersionState.LOADING:
                 return
             self.state = VersionState.AVAILABLE
             log.info("Model %s version %s is AVAILABLE", self.name, self.version)
@@ -102,6 +112,42 @@ class ModelVersion:
 
     def _compile_key(self, key: VariantKey) -> Variant:
         return self._compile({n: tuple(self._rules[n].compile_dims(s)) for n, s in key})
+
+    async def _warm_up(self, carried: Sequence[VariantKey]) -> None:
+        """Run each planned shape once on zeros (SPEC §7.5); a failing shape is logged, the load goes on.
+
+        Held like a request, so a retire that comes meanwhile waits for the step under way (and no
+        compile lands in a cache already cleared); the remaining steps are skipped.
+        """
+        who = f"Model {self.name} version {self.version}"
+        todo = plan(self._rules, self.config.warmup_batch_sizes, carried, auto=not self._variants.pinned,
+                    capacity=self._variants.capacity, who=who)
+        if not todo:
+            return
+        start = time.perf_counter()
+        done = []
+        with self._admission:
+            for shapes in todo:
+                if self.state != VersionState.LOADING:
+                    return
+                key = tuple(sorted(shapes.items()))
+                try:
+                    await self._warm_one(shapes)
+                except Exception as exc:  # a size the model cannot take must not fail the load
+                    log.warning("%s: warm-up of %s failed: %s", who, describe(key), exc)
+                else:
+                    done.append(describe(key))
+        log.info("%s warmed up %s in %.3f s", who, ", ".join(done) or "nothing", time.perf_counter() - start)
+
+    async def _warm_one(self, shapes: Shapes) -> None:
+        real = check_request(zeros(self._rules, shapes), self._rules, self._current_shapes())
+        key = tuple(sorted((n, self._rules[n].key_dims(a.shape)) for n, a in real.items()))
+        async with self._variants.use(lambda: key, lambda: "warmup " + describe(key), warmup=True) as variant:
+            await variant.pool.run(real)
+
+    def served_most(self, k: int) -> list[VariantKey]:
+        """Up to ``k`` shape variants this version served most (none unless AVAILABLE under ``auto``)."""
+        return self._variants.top_keys(k) if self.state == VersionState.AVAILABLE else []
 
     async def retire(self) -> None:
         """UNLOADING until in-flight requests finish, then END; compiled models are released.

@@ -8,6 +8,12 @@ the cache holds more than its capacity; a variant in use is never evicted under 
 A version whose shapes are fixed at load (static, ``-1`` or ranges) is served through the same cache,
 *pinned*: the one variant compiled at load serves every request, is never evicted, nothing is compiled
 on request, and it is not counted as a shape variant (no hits, misses, reshapes or resident gauge).
+
+Warm-up (SPEC §7.5) goes through the same path with ``warmup=True``: it is not counted as a cache
+hit or miss, does not count as a use, and leaves ``last_used`` (what metadata shows) alone. The
+cache counts the requests served per key, evicted ones included, so a new version can warm the
+shapes this one served most (:meth:`VariantCache.top_keys`); the count is one dict update per
+request, and the table is bounded (the least used keys are dropped) whatever shapes clients send.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ log = logging.getLogger(__name__)
 
 # One concrete shape per input, sorted by input name.
 VariantKey = tuple[tuple[str, tuple[int, ...]], ...]
+# Keys whose uses are counted, at least; beyond, the least used half is dropped.
+_COUNTED_KEYS = 64
 
 
 def describe(key: VariantKey) -> str:
@@ -59,7 +67,7 @@ V = TypeVar("V")  # what ``compile`` makes: a Variant when serving, anything in 
 @dataclass(slots=True)
 class _Entry(Generic[V]):
     variant: V
-    users: int = 0
+    users: int = 0  # requests holding it now
 
 
 class VariantCache(Generic[V]):
@@ -80,6 +88,9 @@ class VariantCache(Generic[V]):
         self._pending: dict[VariantKey, asyncio.Future[_Entry[V]]] = {}
         self._pin: _Entry[V] | None = None
         self.last_used: V | None = None
+        # requests served per key (warm-up not counted), least recently used first
+        self._uses: dict[VariantKey, int] = {}
+        self._counted = max(_COUNTED_KEYS, 4 * self.capacity)
 
     def __len__(self) -> int:
         return len(self._ready)
@@ -87,6 +98,11 @@ class VariantCache(Generic[V]):
     def keys(self) -> list[VariantKey]:
         """Resident shape variants, least recently used first (none when pinned)."""
         return list(self._ready)
+
+    def top_keys(self, k: int) -> list[VariantKey]:
+        """Up to ``k`` keys that served requests, most uses first (ties: most recent first)."""
+        served = sorted(reversed(self._uses.items()), key=lambda item: -item[1])
+        return [key for key, _ in served[:k]]
 
     def variants(self) -> list[V]:
         """Every variant held: the pinned one, or the resident shape variants."""
@@ -114,38 +130,51 @@ class VariantCache(Generic[V]):
         self.last_used = variant
         self._evict()
 
-    def use(self, key: Callable[[], VariantKey], cause: Callable[[], str]) -> Held[V]:
+    def use(self, key: Callable[[], VariantKey], cause: Callable[[], str], *, warmup: bool = False) -> Held[V]:
         """``async with cache.use(key, cause) as variant``: the variant for the request's key, compiled
         first if needed, and held (not evictable) inside the block.
 
         Both are computed only when needed: ``key`` not at all by a pinned cache, ``cause`` (why, for
-        the log and the reshape metric) only when a compile is needed.
+        the log and the reshape metric) only when a compile is needed. ``warmup``: not a request (see
+        the module's docstring).
         """
-        return Held(self, key, cause)
+        return Held(self, key, cause, warmup)
 
-    async def _enter(self, key: Callable[[], VariantKey], cause: Callable[[], str]) -> _Entry[V]:
+    async def _enter(self, key: Callable[[], VariantKey], cause: Callable[[], str], warmup: bool) -> _Entry[V]:
         if self.pinned:
             if self._pin is None:
                 raise VinoserveError(StatusCode.VERSION_NOT_LOADED)
             entry = self._pin
         else:
-            entry = await self._get(key(), cause)
+            k = key()
+            entry = await self._get(k, cause, count=not warmup)
+            if not warmup:
+                self._count(k)
         entry.users += 1
-        self.last_used = entry.variant
+        if not warmup:
+            self.last_used = entry.variant
         return entry
+
+    def _count(self, key: VariantKey) -> None:
+        self._uses[key] = self._uses.pop(key, 0) + 1  # re-inserted: the dict's order is recency
+        if len(self._uses) > self._counted:
+            keep = set(self.top_keys(self._counted // 2))
+            self._uses = {k: n for k, n in self._uses.items() if k in keep}
 
     def _leave(self, entry: _Entry[V]) -> None:
         entry.users -= 1
         if len(self._ready) > self.capacity:
             self._evict()
 
-    async def _get(self, key: VariantKey, cause: Callable[[], str]) -> _Entry[V]:
+    async def _get(self, key: VariantKey, cause: Callable[[], str], count: bool) -> _Entry[V]:
         entry = self._ready.get(key)
         if entry is not None:
             self._ready.move_to_end(key)
-            self._metrics.variant_hits.labels(*self._labels).inc()
+            if count:
+                self._metrics.variant_hits.labels(*self._labels).inc()
             return entry
-        self._metrics.variant_misses.labels(*self._labels).inc()
+        if count:
+            self._metrics.variant_misses.labels(*self._labels).inc()
         fut = self._pending.get(key)
         if fut is None:
             fut = asyncio.get_running_loop().create_future()
@@ -200,6 +229,7 @@ class VariantCache(Generic[V]):
     def clear(self) -> None:
         """Drop every variant (the version is retiring)."""
         self._ready.clear()
+        self._uses.clear()
         self._pin = None
         self.last_used = None
         if not self.pinned:
@@ -210,16 +240,18 @@ class Held(Generic[V]):
     """One request's hold on a variant (see :meth:`VariantCache.use`); a class rather than a generator
     because it is entered on every request."""
 
-    __slots__ = ("_cache", "_key", "_cause", "_entry")
+    __slots__ = ("_cache", "_key", "_cause", "_warmup", "_entry")
 
-    def __init__(self, cache: VariantCache[V], key: Callable[[], VariantKey], cause: Callable[[], str]) -> None:
+    def __init__(self, cache: VariantCache[V], key: Callable[[], VariantKey], cause: Callable[[], str],
+                 warmup: bool) -> None:
         self._cache = cache
         self._key = key
         self._cause = cause
+        self._warmup = warmup
         self._entry: _Entry[V] | None = None
 
     async def __aenter__(self) -> V:
-        self._entry = await self._cache._enter(self._key, self._cause)
+        self._entry = await self._cache._enter(self._key, self._cause, self._warmup)
         return self._entry.variant
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

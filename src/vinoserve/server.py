@@ -54,9 +54,10 @@ class Server:
             from .protocol.rest.app import start_rest_server
             from .tls import server_context
 
-            self._rest, self.rest_port = await start_rest_server(
+            self._rest = await start_rest_server(
                 self.dataplane, s.rest_bind_address, max(s.rest_port, 0), s.max_request_bytes,
                 s.metrics_enable, server_context(s.tls) if s.tls else None)
+            self.rest_port = self._rest.port
             log.info("REST server listening on %s:%d", s.rest_bind_address, self.rest_port)
         self._tasks.append(asyncio.create_task(self.manager.start()))
         if s.file_system_poll_wait_seconds > 0:
@@ -82,9 +83,7 @@ class Server:
         if self._grpc is not None:  # gRPC closes its port and sends GOAWAY at once
             grpc_stopped = asyncio.create_task(self._grpc.stop(grace + _GRPC_EXTRA_GRACE_S))
         if self._rest is not None:
-            from .protocol.rest.app import stop_listening
-
-            await stop_listening(self._rest)
+            await self._rest.stop_listening()
         if drain.in_flight:
             log.info("Shutting down: waiting for %d in-flight requests (up to %g s)", drain.in_flight, grace)
         if not await drain.wait(grace):
@@ -93,7 +92,7 @@ class Server:
         if grpc_stopped is not None:
             await grpc_stopped
         if self._rest is not None:
-            await self._rest.cleanup()
+            await self._rest.close()
         with contextlib.suppress(asyncio.CancelledError):
             await self._tasks[0]
         if drain.cutting:

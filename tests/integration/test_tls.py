@@ -3,6 +3,8 @@ Serving protos over ``grpc.secure_channel``, and ``requests`` over HTTPS."""
 
 from __future__ import annotations
 
+import os
+import socket
 import ssl
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from vinoserve.protocol.generated.tensorflow_serving.apis import prediction_serv
 
 from ..helpers.clients import tfs_request
 from ..helpers.models import write_affine
-from ..helpers.server import F32
+from ..helpers.server import F32, RunningServer
 from ..helpers.tls import Certs, make_certs
 
 X = np.arange(10, dtype=np.float32).reshape(1, 10)
@@ -31,13 +33,18 @@ def certs(tmp_path: Path) -> Certs:
     return make_certs(tmp_path / "certs")
 
 
-def start(serve: Any, tmp_path: Path, certs: Certs, mutual: bool) -> Any:
+def tls_args(tmp_path: Path, certs: Certs, mutual: bool) -> list[str]:
     """The affine model on both ports over TLS (demanding client certificates when ``mutual``)."""
     args = ["--model_name", "m", "--model_path", str(write_affine(tmp_path / "m")), "--plugin_config", F32,
             "--tls_cert", str(certs.server), "--tls_key", str(certs.server_key)]
     if mutual:
         args += ["--tls_client_ca", str(certs.ca)]
-    return serve(args, rest=True)
+    return args
+
+
+def start(serve: Any, tmp_path: Path, certs: Certs, mutual: bool) -> Any:
+    """A server started with :func:`tls_args`."""
+    return serve(tls_args(tmp_path, certs, mutual), rest=True)
 
 
 def client_files(certs: Certs, who: str) -> tuple[Path, Path] | None:
@@ -155,3 +162,35 @@ def test_mutual_tls_takes_only_trusted_client_certificates(serve, tmp_path: Path
     assert_refused(server, certs, "rogue")
     assert_plain_text_refused(server)
     check_all_clients(server, certs, "client")
+
+
+def closed_by_peer(sock: socket.socket, timeout: float) -> bool:
+    """Whether the peer closes its end (the stream ends or is reset) within ``timeout`` seconds."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(4096):
+            pass
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_stop_closes_tls_connections_whose_clients_stay_silent(tmp_path: Path, certs: Certs) -> None:
+    """An idle keep-alive HTTPS connection whose client never answers the server's close_notify (as a
+    connection left in a ``requests`` pool) is closed by the time the server has stopped: a stopped
+    server holds no socket, even when its event loop is closed right after."""
+    server = RunningServer(tls_args(tmp_path, certs, mutual=False), rest=True)
+    context = ssl.create_default_context(cafile=str(certs.ca))
+    with context.wrap_socket(socket.create_connection(("localhost", server.rest_port), timeout=30),
+                             server_hostname="localhost") as tls:
+        try:
+            tls.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            assert tls.recv(4096).startswith(b"HTTP/1.1 200")
+        finally:
+            server.stop()
+        # Read the TCP stream under TLS: the server's close_notify, then its end once the server's
+        # socket is closed. Nothing is answered, like a pooled connection nobody reads.
+        with socket.socket(fileno=os.dup(tls.fileno())) as raw:
+            assert closed_by_peer(raw, timeout=10), "the stopped server kept the connection open"

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -29,6 +30,7 @@ METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _ALWAYS_SERVED = frozenset({"/v2/health/live", "/v2/health/ready"})
 # After the drain, idle keep-alive connections and responses still being written get this long.
 _CLOSE_CONNECTIONS_S = 2.0
+_POLL_S = 0.05
 
 
 def _too_large(limit: int, size: int | None) -> VinoserveError:
@@ -104,14 +106,64 @@ def build_app(dataplane: DataPlane, max_request_bytes: int, metrics_enable: bool
     return app
 
 
+class RestServer:
+    """The running HTTP server (from :func:`start_rest_server`); ``port`` is the bound port."""
+
+    def __init__(self, runner: web.AppRunner, port: int) -> None:
+        self.port = port
+        self._runner = runner
+        # transport -> its socket; the socket's fileno() turns -1 once the connection is closed
+        self._connections: dict[asyncio.Transport, Any] = {}
+
+    def _remember_connections(self) -> None:
+        server = self._runner.server
+        for handler in server.connections if server is not None else ():
+            transport = handler.transport
+            if transport is not None and transport not in self._connections:
+                self._connections[transport] = transport.get_extra_info("socket")
+
+    def _open(self) -> list[asyncio.Transport]:
+        return [t for t, sock in self._connections.items() if sock is not None and sock.fileno() != -1]
+
+    async def stop_listening(self) -> None:
+        """Close the listening socket now; open connections stay until :meth:`close`."""
+        for site in list(self._runner.sites):
+            await site.stop()
+        # Before the drain closes any of them, so that each is followed until its socket is closed.
+        self._remember_connections()
+
+    async def close(self) -> None:
+        """Close every connection, then release the application; no socket is left open on return.
+
+        aiohttp closes idle keep-alive connections and gives responses still being written up to
+        ``_CLOSE_CONNECTIONS_S``. Closing a TLS connection sends close_notify and keeps the socket
+        until the client answers, which an idle pooled client connection (``requests``/urllib3)
+        never does; asyncio would wait 30 s, past the return of ``stop`` and past the end of an
+        event loop closed after it, leaking the socket. Whatever is still open then is aborted.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _CLOSE_CONNECTIONS_S
+        self._remember_connections()
+        await self._runner.cleanup()
+        while self._open() and loop.time() < deadline:
+            await asyncio.sleep(_POLL_S)
+        left = self._open()
+        for transport in left:
+            transport.abort()
+        if left:
+            log.info("Closed %d HTTP connections whose clients did not close them", len(left))
+            await asyncio.sleep(0)  # abort() closes each socket in the loop's next callbacks
+        self._connections.clear()
+
+
 async def start_rest_server(
     dataplane: DataPlane, address: str, port: int, max_request_bytes: int, metrics_enable: bool,
     ssl_context: ssl.SSLContext | None = None,
-) -> tuple[web.AppRunner, int]:
-    """Serve HTTP (HTTPS with ``ssl_context``) on ``address:port`` (0 = any free port); returns (runner, port).
+) -> RestServer:
+    """Serve HTTP (HTTPS with ``ssl_context``) on ``address:port`` (0 = any free port).
 
-    :func:`stop_listening` closes the port at once; ``await runner.cleanup()`` then closes the
-    connections left. Raises ``OSError`` when the address cannot be bound.
+    :meth:`RestServer.stop_listening` closes the port at once; :meth:`RestServer.close` then closes
+    the connections left. Raises ``OSError`` when the address cannot be bound.
     """
     app = build_app(dataplane, max_request_bytes, metrics_enable)
     # No access log: a log line per request costs more than routing it.
@@ -129,10 +181,4 @@ async def start_rest_server(
         if isinstance(addr, tuple) and len(addr) >= 2:
             bound = int(addr[1])
             break
-    return runner, bound
-
-
-async def stop_listening(runner: web.AppRunner) -> None:
-    """Close the listening socket now; open connections stay until ``runner.cleanup()``."""
-    for site in list(runner.sites):
-        await site.stop()
+    return RestServer(runner, bound)

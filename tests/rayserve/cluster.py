@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -197,7 +198,7 @@ def main(spec_path: str) -> int:
                                           "worker": serving_nodes(WORKER_HTTP, WORKER_GRPC, 2)}
         timings["kill"] = time.monotonic() - t0
     except Exception as exc:
-        result["error"] = repr(exc)
+        result["error"] = "".join(traceback.format_exception(exc))
     finally:
         try:
             serve.shutdown()

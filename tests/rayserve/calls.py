@@ -54,7 +54,8 @@ def infer_all(http_port: int, grpc_port: int) -> dict[str, Any]:
 def serving_nodes(http_port: int, grpc_port: int, count: int) -> list[str]:
     """The node named by each of ``count`` REST infers and ``count`` TF Serving Predicts."""
     nodes = []
-    body = {"inputs": [{"name": INPUT, "shape": list(X.shape), "datatype": "FP32", "data": X.ravel().tolist()}]}
+    tensor = {"name": INPUT, "shape": list(X.shape), "datatype": "FP32", "data": X.ravel().tolist()}
+    body: dict[str, Any] = {"inputs": [tensor]}
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         for _ in range(count):

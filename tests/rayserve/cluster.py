@@ -25,7 +25,7 @@ import yaml
 from .calls import EXPECTED, INPUT, MODEL, OUTPUT, X, errors, infer_all, serving_nodes
 
 HEAD_HTTP, HEAD_GRPC, WORKER_HTTP, WORKER_GRPC = 8000, 9000, 8001, 9001
-_NODE = {"num_cpus": 1, "object_store_memory": 80 * 2**20, "include_dashboard": False}
+_NODE: dict[str, Any] = {"num_cpus": 1, "object_store_memory": 80 * 2**20, "include_dashboard": False}
 
 
 def _serve_config(spec: dict[str, Any]) -> dict[str, Any]:
@@ -163,7 +163,8 @@ def main(spec_path: str) -> int:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=30)
     # Everything Ray writes goes under RAY_TMPDIR (sessions, sockets, logs, the cluster address file).
     # The worker node's proxies bind their own ports (both nodes share 127.0.0.1); the head keeps the config's.
-    os.environ.update(RAY_SERVE_WORKER_PROXY_HTTP_PORT=str(WORKER_HTTP), RAY_SERVE_WORKER_PROXY_GRPC_PORT=str(WORKER_GRPC),
+    os.environ.update(RAY_SERVE_WORKER_PROXY_HTTP_PORT=str(WORKER_HTTP),
+                      RAY_SERVE_WORKER_PROXY_GRPC_PORT=str(WORKER_GRPC),
                       RAY_USAGE_STATS_ENABLED="0", RAY_TMPDIR=spec["temp_dir"])
     import ray
     from ray import serve
@@ -174,9 +175,9 @@ def main(spec_path: str) -> int:
     t0 = time.monotonic()
     cluster = Cluster()
     try:
-        cluster.add_node(**_NODE, node_ip_address="127.0.0.1")
+        head = cluster.add_node(**_NODE, node_ip_address="127.0.0.1")
         worker = cluster.add_node(**_NODE, node_ip_address="127.0.0.1")
-        result["nodes"] = {"head": cluster.head_node.node_id, "worker": worker.node_id}
+        result["nodes"] = {"head": head.node_id, "worker": worker.node_id}
         timings["cluster"] = time.monotonic() - t0
         config = Path(spec["temp_dir"]) / "serve.yaml"
         config.write_text(yaml.safe_dump(_serve_config(spec)))

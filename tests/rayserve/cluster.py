@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -41,6 +42,16 @@ def _serve_config(spec: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def _listening() -> bool:
+    """Whether both nodes' proxies accept connections on their HTTP and gRPC ports."""
+    for port in (HEAD_HTTP, HEAD_GRPC, WORKER_HTTP, WORKER_GRPC):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        except OSError:
+            return False
+    return True
+
+
 def _wait_running(serve: Any, replicas: int, timeout: float, exclude: frozenset[str] = frozenset()) -> list[str]:
     """Until the application runs ``replicas`` replicas none of which is in ``exclude``; their actor names."""
     import ray
@@ -49,13 +60,15 @@ def _wait_running(serve: Any, replicas: int, timeout: float, exclude: frozenset[
     while True:
         names = sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
                        if a["name"].startswith("SERVE_REPLICA::"))
-        app = serve.status().applications.get("vinoserve")
-        if app is not None and app.status == "RUNNING":
+        status = serve.status()
+        app = status.applications.get("vinoserve")
+        proxies = sorted(status.proxies.values())
+        if app is not None and app.status == "RUNNING" and proxies == ["HEALTHY", "HEALTHY"] and _listening():
             states = app.deployments["vinoserve"].replica_states
             if states == {"RUNNING": replicas} and len(names) == replicas and not exclude & set(names):
                 return names
         if time.monotonic() > deadline:
-            raise TimeoutError(f"Serve did not reach {replicas} running replicas: {app}, {names}")
+            raise TimeoutError(f"Serve did not reach {replicas} running replicas and 2 proxies: {status}, {names}")
         time.sleep(0.5)
 
 

@@ -50,7 +50,9 @@ class Vinoserve:
 
     async def __del__(self) -> None:
         """Release the models; Ray has already waited for the replica's requests to end."""
-        await self._server.stop(grace=0)
+        server = getattr(self, "_server", None)  # absent when the constructor failed
+        if server is not None:
+            await server.stop(grace=0)
 
     # gRPC: tensorflow.serving.PredictionService and ModelService
     async def Predict(self, request: Any, grpc_context: Any) -> Any:  # noqa: N802

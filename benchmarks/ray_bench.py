@@ -25,7 +25,8 @@ from bench import OPTS, PLUGIN, ServerProcess, _throughput, free_port, request
 def p50_ms(port: int, body: bytes, rounds: int) -> float:
     """Median latency of one client sending ``body`` one request at a time."""
     with grpc.insecure_channel(f"127.0.0.1:{port}", options=OPTS) as channel:
-        call = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
+        call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            "/tensorflow.serving.PredictionService/Predict")
         for _ in range(5):
             call(body, timeout=120)
         times = []

@@ -71,7 +71,7 @@ def _grpc_error(fn: Any) -> list[str]:
     try:
         fn()
     except grpc.RpcError as err:
-        return [err.code().name, err.details()]
+        return [err.code().name, err.details() or ""]
     return ["OK", ""]
 
 

@@ -37,8 +37,9 @@ NODE_METADATA = "vinoserve-node"
 Method = Callable[[Any, Any], Awaitable[Any]]
 
 
-class _Aborted(Exception):
-    """Ends a servicer method after :meth:`_AbortContext.abort` set the status (as grpc.aio's AbortError)."""
+class _Aborted(grpc.aio.AbortError):
+    """Ends a servicer method after :meth:`_AbortContext.abort` set the status, as grpc.aio's abort does
+    (the servicers' error handling lets an abort under way pass through)."""
 
 
 class _AbortContext:
@@ -61,7 +62,7 @@ class GrpcIngress:
         self._limit = max_request_bytes
         self._node = node_id
         services: list[tuple[object, tuple[str, ...]]] = [
-            (PredictionServicer(dataplane), TFS_PREDICTION_METHODS),
+            (PredictionServicer(dataplane, max_request_bytes), TFS_PREDICTION_METHODS),
             (ModelServicer(dataplane), TFS_MODEL_METHODS),
             (KServeServicer(dataplane), KSERVE_METHODS),
         ]

@@ -5,6 +5,8 @@
    and with ``--batch_size -1`` (one dynamic compile).
 2. Throughput at batch 8: the server (TFS gRPC, several requests in flight) as a ratio of raw
    in-process OpenVINO (AsyncInferQueue) compiled with the same settings and the same nireq.
+3. Ray Serve's proxy hop (``ray_bench.py``): p50 at batch 1 and batch-8 throughput over TFS gRPC
+   through Ray Serve with one replica, against vinoserve alone with the same flags.
 
 The model is the demo's real CNN (PP-LCNet, 224×224), prepared by ``examples/prepare_demo.py``.
 Results go to stdout and ``bench-out/results.json``. Medians and ratios, not single times: the
@@ -166,6 +168,23 @@ def optimal_nireq(model_xml: Path, shape: tuple[int, ...]) -> int:
     return max(n, 2)
 
 
+def ray_overhead(model_dir: Path, nireq: int, rounds: int, seconds: float, repeat: int) -> dict[str, float]:
+    """``ray_bench.py``'s medians, in a loopback-only namespace where permitted; {} without Ray."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        return {}
+    out = ROOT / "bench-out" / "ray.json"
+    out.parent.mkdir(exist_ok=True)
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "ray_bench.py"), str(out), str(model_dir),
+           "--nireq", str(nireq), "--rounds", str(rounds), "--seconds", str(seconds), "--repeat", str(repeat)]
+    ns = ["unshare", "--net", "--pid", "--fork", "--mount-proc"]
+    if subprocess.run([*ns, "true"], capture_output=True).returncode == 0:
+        cmd = ns + cmd
+    subprocess.run(cmd, check=True, timeout=1800)
+    return dict(json.loads(out.read_text()))
+
+
 def main() -> int:
     """Run every measurement and print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -207,6 +226,7 @@ def main() -> int:
         raw_tp.append(raw_throughput(xml, batches[8], args.seconds, nireq))
         print(f"  run {r + 1}: batch 8 throughput: server {srv_tp[-1]:.1f} req/s, raw {raw_tp[-1]:.1f} req/s",
               flush=True)
+    ray = ray_overhead(model_dir, nireq, args.rounds, args.seconds, args.repeat)
     p50 = {k: statistics.median(v) for k, v in lat.items()}
     ratios = [s / r for s, r in zip(srv_tp, raw_tp, strict=True)]
     res = {
@@ -215,7 +235,7 @@ def main() -> int:
         "k1_over_dynamic": p50["auto --shape_variants 1"] / p50["--batch_size -1"],
         "server_rps_batch8": statistics.median(srv_tp), "raw_rps_batch8": statistics.median(raw_tp),
         "server_over_raw": statistics.median(ratios), "nireq": nireq, "repeat": args.repeat,
-        "plugin_config": PLUGIN,
+        "plugin_config": PLUGIN, "ray_serve": ray,
     }
     print("\nAlternating batch 1 / 8, one client, p50 latency (median of runs):")
     for k, v in p50.items():
@@ -226,6 +246,11 @@ def main() -> int:
     print(f"  server (TFS gRPC) {res['server_rps_batch8']:.1f} req/s; "
           f"raw OpenVINO {res['raw_rps_batch8']:.1f} req/s")
     print(f"  server ÷ raw: {res['server_over_raw']:.2f}   (target ≥ 0.90)")
+    if ray:
+        print(f"\nRay Serve (gRPC proxy, 1 replica) vs vinoserve alone, TFS gRPC, --batch_size auto: "
+              f"p50 batch 1 {ray['ray_p50_batch1_ms']:.2f} vs {ray['vinoserve_p50_batch1_ms']:.2f} ms "
+              f"(+{ray['ray_p50_batch1_ms'] - ray['vinoserve_p50_batch1_ms']:.2f} ms); batch 8 throughput "
+              f"{ray['ray_rps_batch8']:.1f} vs {ray['vinoserve_rps_batch8']:.1f} req/s")
     out = ROOT / "bench-out"
     out.mkdir(exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=2))

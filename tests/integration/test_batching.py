@@ -19,7 +19,7 @@ from tritonclient.utils import InferenceServerException
 
 from ..helpers.clients import out_array, predict_raw, rpc_error
 from ..helpers.management import version_object, wait_for
-from ..helpers.models import write_affine, write_picky, write_slow, write_two_inputs
+from ..helpers.models import write_affine, write_picky, write_rigid, write_slow, write_two_inputs
 from ..helpers.server import F32, RunningServer, Serve
 
 CLIENTS = 32
@@ -276,3 +276,16 @@ def test_a_failing_inference_is_answered_and_frees_its_infer_request(serve: Serv
         assert err.code() == grpc.StatusCode.INTERNAL
         x = np.array([[4, 1, 2, 3]], np.float32)
         np.testing.assert_allclose(tfs_grpc(s, x, "x"), x * 2 + 1, rtol=1e-6)
+
+
+def test_auto_on_a_model_that_cannot_grow_its_batch_still_answers_everyone(serve: Serve, tmp_path: Path) -> None:
+    s = serve(["--model_name", "m", "--model_path", str(write_rigid(tmp_path / "rigid")), "--batch_size", "auto",
+               "--nireq", "1", "--plugin_config", F32, "--dynamic_batching", '{"max_batch_size": 8}'])
+
+    def client(i: int) -> None:
+        for r in range(3):
+            x = distinct(i * 3 + r, width=10)
+            resp = predict_raw(s, {"b": x}, timeout=120)
+            np.testing.assert_array_equal(out_array(resp, "y"), x.reshape(1, 2, 5))
+
+    run_clients(client, 16)

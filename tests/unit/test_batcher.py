@@ -27,6 +27,7 @@ class Model:
         self.gates: list[asyncio.Future[None]] = []
         self.fail: Callable[[Arrays], bool] = lambda _: False
         self.reduce = False
+        self.failure = StatusCode.INTERNAL
 
     async def run(self, inputs: Arrays) -> Arrays:
         self.batches.append(inputs)
@@ -35,7 +36,7 @@ class Model:
             self.gates.append(gate)
             await gate
         if self.fail(inputs):
-            raise VinoserveError(StatusCode.INTERNAL, "inference error")
+            raise VinoserveError(self.failure, "inference error")
         y = np.moveaxis(inputs["x"], self.bi, 0) * 2 + 1
         return {"y": y.sum(axis=0, keepdims=True) if self.reduce and len(y) > 1 else y}
 
@@ -314,6 +315,26 @@ def test_outputs_without_a_row_per_request_fall_back_to_running_each_alone() -> 
         for i, out in enumerate(outs):
             np.testing.assert_array_equal(out["y"], rows(i, 1) * 2 + 1)
         assert model.rows() == [1, 2, 1, 1]
+
+    asyncio.run(go())
+
+
+def test_a_size_the_model_cannot_take_is_dropped_and_its_requests_run_alone() -> None:
+    async def go() -> None:
+        model = Model()
+        model.gated = True
+        model.fail = lambda a: a["x"].shape[0] > 1
+        model.failure = StatusCode.RESHAPE_ERROR
+        b, _ = make(model, sizes=frozenset({1, 4}), max_batch_size=8)
+        tasks = [asyncio.create_task(b.submit({"x": rows(i, 1)})) for i in range(6)]
+        await settle()
+        for _ in range(7):
+            model.release()
+            await settle()
+        outs = await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
+        for i, out in enumerate(outs):
+            np.testing.assert_array_equal(out["y"], rows(i, 1) * 2 + 1)
+        assert model.rows() == [1, 4, 1, 1, 1, 1, 1]  # 4 failed to reshape: never tried again
 
     asyncio.run(go())
 

@@ -87,6 +87,7 @@ class Batcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._merging = True  # off once a model's outputs turn out not to split by rows
+        self._refused: set[int] = set()  # merged batch sizes the model could not be reshaped to
         self._labels = labels
         self._batch_sizes = metrics.batch_size.labels(*labels)
         self._queue_delay = metrics.batch_queue_delay.labels(*labels)
@@ -183,7 +184,7 @@ class Batcher:
         sizes = self._sizes(parts[0].inputs)
         if sizes is None:
             return list(parts), sum(p.rows for p in parts)
-        allowed = sorted(s for s in sizes if s <= max(self.max_rows, self._split or 0))
+        allowed = sorted(s for s in sizes if s <= max(self.max_rows, self._split or 0) and s not in self._refused)
         total = sum(p.rows for p in parts)
         for k in range(len(parts), 0, -1):
             fit = next((s for s in allowed if s >= total), None)
@@ -201,12 +202,19 @@ class Batcher:
                 self._padding.inc(target - rows)
             if inline:
                 self._queue_delay.observe(0.0)
-            outs = await self._run(self._merge(parts, target))
+            try:
+                outs = await self._run(self._merge(parts, target))
+            except VinoserveError as exc:
+                if exc.code != StatusCode.RESHAPE_ERROR or (len(parts) == 1 and target == rows):
+                    raise
+                # the model cannot take this merged size (auto): never again, and each request alone
+                log.warning("Model %s version %s cannot run a batch of %d: no longer used for merging",
+                            *self._labels, target)
+                self._refused.add(target)
+                await self._one_by_one(parts)
+                return
             if not self._deliver(parts, outs, target):
-                for p in parts:  # outputs without rows per request: each request again, alone
-                    out = await self._run(self._merge([p], p.rows))
-                    if not p.future.done():
-                        p.future.set_result(out)
+                await self._one_by_one(parts)  # outputs without rows per request
         except asyncio.CancelledError:
             for p in parts:
                 p.future.cancel()
@@ -220,6 +228,20 @@ class Batcher:
             self._running -= 1
             if self._queue:
                 self._pump()
+
+    async def _one_by_one(self, parts: Sequence[_Part]) -> None:
+        """Run each part on its own, as if batching were off; each gets its own result or error."""
+        for p in parts:
+            if p.future.done():
+                continue
+            try:
+                out = await self._run(p.inputs)
+            except Exception as exc:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+                continue
+            if not p.future.done():
+                p.future.set_result(out)
 
     def _merge(self, parts: Sequence[_Part], target: int) -> Arrays:
         """The inputs of ``parts`` along each input's batch index, padded to ``target`` rows."""

@@ -6,6 +6,8 @@
 2. Throughput at batch 8: the server (TFS gRPC, several requests in flight) as a ratio of raw
    in-process OpenVINO (AsyncInferQueue) compiled with the same settings and the same nireq.
 
+3. Request batching: 1 to 64 concurrent batch-1 clients with and without batching (``batching.py``).
+
 The model is the demo's real CNN (PP-LCNet, 224×224), prepared by ``examples/prepare_demo.py``.
 Results go to stdout and ``bench-out/results.json``. Medians and ratios, not single times: the
 machine is shared and noisy.
@@ -25,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import batching
 import grpc
 import numpy as np
 
@@ -173,6 +176,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=60, help="requests per alternating-latency run")
     ap.add_argument("--seconds", type=float, default=8.0, help="duration of each throughput run")
     ap.add_argument("--repeat", type=int, default=3, help="side-by-side repetitions (medians reported)")
+    ap.add_argument("--batching-rounds", type=int, default=2, help="rounds of the batching section")
+    ap.add_argument("--batching-seconds", type=float, default=3.0, help="window of each batching measurement")
+    ap.add_argument("--only", choices=("all", "batching"), default="all", help="run every section, or one")
     args = ap.parse_args()
     demo = Path(args.demo_dir)
     model_dir = demo / "models" / "resnet"
@@ -185,6 +191,14 @@ def main() -> int:
     batches = {1: imgs[:1], 8: imgs[:8]}
     reqs = {b: request("resnet", "image", a) for b, a in batches.items()}
     nireq = optimal_nireq(xml, batches[8].shape)
+    out = ROOT / "bench-out"
+    out.mkdir(exist_ok=True)
+    if args.only == "batching":
+        raw_b8 = raw_throughput(xml, batches[8], args.batching_seconds, nireq) * 8
+        res_b = batching.run(model_dir, reqs[1], raw_b8, out, rounds=args.batching_rounds,
+                             seconds=args.batching_seconds, server=ServerProcess, free_port=free_port, opts=OPTS)
+        (out / "batching.json").write_text(json.dumps(res_b, indent=2))
+        return 0
     configs = {"auto (cache of 4)": ["--batch_size", "auto"],
                "auto --shape_variants 1": ["--batch_size", "auto", "--shape_variants", "1"],
                "--batch_size -1": ["--batch_size", "-1"]}
@@ -226,8 +240,10 @@ def main() -> int:
     print(f"  server (TFS gRPC) {res['server_rps_batch8']:.1f} req/s; "
           f"raw OpenVINO {res['raw_rps_batch8']:.1f} req/s")
     print(f"  server ÷ raw: {res['server_over_raw']:.2f}   (target ≥ 0.90)")
-    out = ROOT / "bench-out"
-    out.mkdir(exist_ok=True)
+    print("\nRequest batching:", flush=True)
+    res["batching"] = batching.run(model_dir, reqs[1], statistics.median(raw_tp) * 8, out,
+                                   rounds=args.batching_rounds, seconds=args.batching_seconds,
+                                   server=ServerProcess, free_port=free_port, opts=OPTS)
     (out / "results.json").write_text(json.dumps(res, indent=2))
     return 0
 

@@ -194,9 +194,15 @@ def main() -> int:
     out = ROOT / "bench-out"
     out.mkdir(exist_ok=True)
     if args.only == "batching":
-        raw_b8 = raw_throughput(xml, batches[8], args.batching_seconds, nireq) * 8
-        res_b = batching.run(model_dir, reqs[1], raw_b8, out, rounds=args.batching_rounds,
-                             seconds=args.batching_seconds, server=ServerProcess, free_port=free_port, opts=OPTS)
+        raw = {b: raw_throughput(xml, batches[b], args.batching_seconds, nireq) * b for b in (1, 8)}
+        srv = ServerProcess(model_dir, ["--batch_size", "8", "--nireq", str(nireq)])
+        try:
+            b8 = asyncio.run(_throughput(srv.port, reqs[8], args.batching_seconds, nireq + 1)) * 8
+        finally:
+            srv.stop()
+        res_b = batching.run(model_dir, reqs[1], raw, out, rounds=args.batching_rounds,
+                             seconds=args.batching_seconds, server=ServerProcess, free_port=free_port, opts=OPTS,
+                             server_b8_ips=b8)
         (out / "batching.json").write_text(json.dumps(res_b, indent=2))
         return 0
     configs = {"auto (cache of 4)": ["--batch_size", "auto"],
@@ -241,9 +247,11 @@ def main() -> int:
           f"raw OpenVINO {res['raw_rps_batch8']:.1f} req/s")
     print(f"  server ÷ raw: {res['server_over_raw']:.2f}   (target ≥ 0.90)")
     print("\nRequest batching:", flush=True)
-    res["batching"] = batching.run(model_dir, reqs[1], statistics.median(raw_tp) * 8, out,
+    raw = {1: raw_throughput(xml, batches[1], args.batching_seconds, nireq), 8: statistics.median(raw_tp) * 8}
+    res["batching"] = batching.run(model_dir, reqs[1], raw, out,
                                    rounds=args.batching_rounds, seconds=args.batching_seconds,
-                                   server=ServerProcess, free_port=free_port, opts=OPTS)
+                                   server=ServerProcess, free_port=free_port, opts=OPTS,
+                                   server_b8_ips=res["server_rps_batch8"] * 8)
     (out / "results.json").write_text(json.dumps(res, indent=2))
     return 0
 

@@ -181,7 +181,7 @@ def test_batch_index_from_layout_and_multiple_inputs(serve: Serve, tmp_path: Pat
 def blocker(s: RunningServer, done: threading.Event) -> threading.Thread:
     """A large request that keeps the one infer request busy for a while, started in the background."""
     def send() -> None:
-        x = distinct(0, rows=96)
+        x = distinct(0, rows=128)
         np.testing.assert_array_equal(tfs_grpc(s, x, "x"), np.roll(x, DEPTH, axis=1))
         done.set()
 

@@ -36,7 +36,8 @@ async def load(port: int, body: bytes, clients: int, warm: float, seconds: float
                opts: list[tuple[str, int]]) -> tuple[float, list[float]]:
     """Images/s and per-request latencies (ms) of ``clients`` closed-loop batch-1 clients."""
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=opts) as channel:
-        call = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            "/tensorflow.serving.PredictionService/Predict")
         lat: list[float] = []
         start = time.perf_counter()
         t0, end = start + warm, start + warm + seconds

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -16,6 +17,8 @@ import requests
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
 from tritonclient.utils import InferenceServerException
+
+from vinoserve.runtime.openvino import Runtime
 
 from ..helpers.clients import out_array, predict_raw, rpc_error
 from ..helpers.management import version_object, wait_for
@@ -82,13 +85,9 @@ PROTOCOLS: dict[str, Callable[[RunningServer, np.ndarray, str], np.ndarray]] = {
     "tfs-grpc": tfs_grpc, "tfs-rest": tfs_rest, "kserve-grpc": kserve_grpc, "kserve-rest": kserve_rest}
 
 
-def slow_server(serve: Serve, tmp_path: Path, batching: dict[str, object], *extra: str,
-                heavy: bool = False) -> RunningServer:
-    """The slow model (one infer request, so requests queue behind a running batch) with batching;
-    ``heavy``: a row takes long enough for a blocker to keep the model busy for seconds."""
-    # a depth of DEPTH + SIZE rolls the same as DEPTH
-    depth, repeat = (DEPTH + 4 * SIZE, 8192) if heavy else (DEPTH, 2048)
-    base = write_slow(tmp_path / "slow", size=SIZE, depth=depth, repeat=repeat)
+def slow_server(serve: Serve, tmp_path: Path, batching: dict[str, object], *extra: str) -> RunningServer:
+    """The slow model (one infer request, so requests queue behind a running batch) with batching."""
+    base = write_slow(tmp_path / "slow", size=SIZE, depth=DEPTH, repeat=2048)
     return serve(["--model_name", "m", "--model_path", str(base), "--nireq", "1", "--plugin_config", F32,
                   "--metrics_enable", "--dynamic_batching", json.dumps(batching), *extra], rest=True)
 
@@ -178,49 +177,70 @@ def test_batch_index_from_layout_and_multiple_inputs(serve: Serve, tmp_path: Pat
     run_clients(both, 16)
 
 
-def blocker(s: RunningServer, done: threading.Event) -> threading.Thread:
-    """A large request that keeps the one infer request busy for a while, started in the background."""
-    def send() -> None:
-        x = distinct(0, rows=128)
-        np.testing.assert_array_equal(tfs_grpc(s, x, "x"), np.roll(x, DEPTH, axis=1))
-        done.set()
+class Held:
+    """A server whose one infer request is held busy, deterministically: under ``auto`` the compile of
+    batch ``BLOCK`` waits for :meth:`release`, and a request of that batch holds the version's one
+    running batch meanwhile, so every request sent then is queued."""
 
-    t = threading.Thread(target=send)
-    t.start()
-    wait_for(lambda: version_object(s, "m", 1)._batcher._running == 1, timeout=30)
-    return t
+    BLOCK = 64
+
+    def __init__(self, serve: Serve, tmp_path: Path, batching: dict[str, object]) -> None:
+        self.gate = threading.Event()
+        self.compiling = threading.Event()
+        runtime = Runtime()
+        runtime.before_compile = self._hold
+        base = write_slow(tmp_path / "slow", size=SIZE, depth=DEPTH, repeat=16)
+        self.s = serve(["--model_name", "m", "--model_path", str(base), "--batch_size", "auto", "--nireq", "1",
+                        "--plugin_config", F32, "--dynamic_batching", json.dumps(batching)], rest=True,
+                       runtime=runtime)
+        x = distinct(0)
+        np.testing.assert_array_equal(tfs_grpc(self.s, x, "x"), np.roll(x, DEPTH, axis=1))  # batch 1 compiled
+        self.batcher = version_object(self.s, "m", 1)._batcher
+        self.thread = threading.Thread(target=self._block)
+        self.thread.start()
+        assert self.compiling.wait(30)
+
+    def _hold(self, shapes: Any) -> None:  # the runtime's seam: hold the compile of batch BLOCK
+        if next(iter(shapes.values()))[0].lo == self.BLOCK:
+            self.compiling.set()
+            self.gate.wait(60)
+
+    def _block(self) -> None:
+        x = distinct(0, rows=self.BLOCK)
+        np.testing.assert_array_equal(tfs_grpc(self.s, x, "x"), np.roll(x, DEPTH, axis=1))
+
+    def release(self) -> None:
+        self.gate.set()
+        self.thread.join(60)
+        assert not self.thread.is_alive()
 
 
 def test_a_cancelled_request_leaves_the_queue(serve: Serve, tmp_path: Path) -> None:
-    s = slow_server(serve, tmp_path, {"max_batch_size": 16}, heavy=True)
-    batcher = version_object(s, "m", 1)._batcher
-    done = threading.Event()
-    t = blocker(s, done)
-    err = rpc_error(predict_raw, s, {"x": distinct(1)}, timeout=0.3)
-    assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    if not done.is_set():  # the blocker still runs: the request that went away is no longer queued
-        wait_for(lambda: batcher.queued == 0, timeout=10)
-    t.join(120)
-    assert done.is_set()
+    held = Held(serve, tmp_path, {"max_batch_size": 16})
+    try:
+        err = rpc_error(predict_raw, held.s, {"x": distinct(1)}, timeout=0.5)
+        assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        wait_for(lambda: held.batcher.queued == 0, timeout=10)  # it left the queue without running
+    finally:
+        held.release()
     x = distinct(2)
-    np.testing.assert_array_equal(tfs_grpc(s, x, "x"), np.roll(x, DEPTH, axis=1))
+    np.testing.assert_array_equal(tfs_grpc(held.s, x, "x"), np.roll(x, DEPTH, axis=1))
 
 
 def test_a_full_queue_answers_resource_exhausted_and_retry_after(serve: Serve, tmp_path: Path) -> None:
-    s = slow_server(serve, tmp_path, {"max_batch_size": 1, "max_queue_size": 2}, heavy=True)
-    done = threading.Event()
-    t = blocker(s, done)
+    held = Held(serve, tmp_path, {"max_batch_size": 1, "max_queue_size": 2})
+    s = held.s
     with ThreadPoolExecutor(2) as pool:
-        queued = [pool.submit(tfs_grpc, s, distinct(i), "x") for i in (1, 2)]
-        wait_for(lambda: version_object(s, "m", 1)._batcher.queued == 2, timeout=30)
-        err = rpc_error(predict_raw, s, {"x": distinct(3)})
-        r = requests.post(f"{s.rest_url}/v1/models/m:predict",
-                          data=json.dumps({"inputs": {"x": distinct(4).tolist()}}), timeout=30)
-        full = version_object(s, "m", 1)._batcher.queued == 2  # still full when both were refused
+        try:
+            queued = [pool.submit(tfs_grpc, s, distinct(i), "x") for i in (1, 2)]
+            wait_for(lambda: held.batcher.queued == 2, timeout=30)
+            err = rpc_error(predict_raw, s, {"x": distinct(3)})
+            r = requests.post(f"{s.rest_url}/v1/models/m:predict",
+                              data=json.dumps({"inputs": {"x": distinct(4).tolist()}}), timeout=30)
+        finally:
+            held.release()
         for i, f in zip((1, 2), queued, strict=True):
             np.testing.assert_array_equal(f.result(120), np.roll(distinct(i), DEPTH, axis=1))
-    t.join(120)
-    assert full
     text = "Server overloaded - batching queue of model m is full (2)"
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and err.details() == text
     assert r.status_code == 503 and r.json() == {"error": text}

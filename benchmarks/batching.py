@@ -5,7 +5,9 @@ model served three ways: no batching (the model's own batch 1), batching under `
 and batching under ``--batch_size -1``. Configurations alternate within each round (the machine is
 shared and noisy) and medians of the rounds are reported: throughput (images/s), p50 and p99 latency,
 the mean batch the server merged, and the compiles after load; throughput as ratios to raw OpenVINO
-at batch 8 and to no batching. A plot of throughput and p99 against clients goes to ``bench-out/``.
+at batch 8 and to no batching. One client is also measured under auto and -1 without batching, so
+what the batcher costs a lone client is told apart from what a dynamic shape costs. A plot of
+throughput and p99 against clients goes to ``bench-out/``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ CONFIGS = {
     "batching, auto": ["--batch_size", "auto", "--dynamic_batching", BATCHING],
     "batching, -1": ["--batch_size", "-1", "--dynamic_batching", BATCHING],
 }
+# The same batch settings without batching, at one client only: what the batcher itself costs a lone
+# client (a -1 model compiled for dynamic shapes runs a little slower than a static one regardless).
+ALONE = {"auto, no batching": ["--batch_size", "auto"], "-1, no batching": ["--batch_size", "-1"]}
 SHAPE_VARIANTS = 4  # the server's default --shape_variants
 
 
@@ -77,13 +82,14 @@ def run(model_dir: Path, body: bytes, raw_ips: dict[int, float], out: Path, *, r
     OpenVINO's images/s at batch 1 and 8, ``server_b8_ips`` what batch-8 clients get from the server."""
     raw_b8_ips = raw_ips[8]
     samples: dict[tuple[str, int], list[dict[str, float]]] = {(c, n): [] for c in CONFIGS for n in CLIENTS}
-    compiles: dict[str, list[float]] = {c: [] for c in CONFIGS}
+    samples.update({(c, 1): [] for c in ALONE})
+    compiles: dict[str, list[float]] = {c: [] for c in [*CONFIGS, *ALONE]}
     for r in range(rounds):
-        for name, extra in CONFIGS.items():
+        for name, extra in [*CONFIGS.items(), *ALONE.items()]:
             rest = free_port()
             srv = server(model_dir, [*extra, "--rest_port", str(rest), "--metrics_enable"])
             try:
-                for n in CLIENTS:
+                for n in CLIENTS if name in CONFIGS else (1,):
                     before = scrape(rest)
                     ips, lat = asyncio.run(load(srv.port, body, n, 1.0, seconds, opts))
                     after = scrape(rest)
@@ -102,20 +108,24 @@ def run(model_dir: Path, body: bytes, raw_ips: dict[int, float], out: Path, *, r
            for k, v in samples.items()}
     print(f"\nBatch-1 clients, TFS gRPC, max_batch_size 8, medians of {rounds} rounds of {seconds:g} s; "
           f"raw OpenVINO: {raw_ips[1]:.1f} img/s at batch 1, {raw_b8_ips:.1f} at batch 8")
-    print(f"  {'configuration':<15} {'clients':>7} {'img/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'batch':>6} "
+    print(f"  {'configuration':<17} {'clients':>7} {'img/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'batch':>6} "
           f"{'compiles':>8} {'÷raw b8':>8} {'÷no batch':>9}")
     for (name, n), m in med.items():
-        base = med[("no batching", n)]
+        base = med[("no batching", n)] if name in CONFIGS else med[("no batching", 1)]
         row = {"config": name, "clients": n, **m, "compiles": max(compiles[name]),
                "over_raw_b8": m["ips"] / raw_b8_ips, "over_no_batching": m["ips"] / base["ips"]}
         res["rows"].append(row)
-        print(f"  {name:<15} {n:>7} {m['ips']:8.1f} {m['p50']:8.2f} {m['p99']:8.2f} {m['batch']:6.2f} "
+        print(f"  {name:<17} {n:>7} {m['ips']:8.1f} {m['p50']:8.2f} {m['p99']:8.2f} {m['batch']:6.2f} "
               f"{row['compiles']:8.0f} {row['over_raw_b8']:8.2f} {row['over_no_batching']:9.2f}")
     targets = {
         "16 clients, auto ÷ no batching (≥ 1.25)": med[("batching, auto", 16)]["ips"] / med[("no batching", 16)]["ips"],
         "16 clients, -1 ÷ no batching (≥ 1.25)": med[("batching, -1", 16)]["ips"] / med[("no batching", 16)]["ips"],
         "1 client p50, auto ÷ no batching (≤ 1.05)": med[("batching, auto", 1)]["p50"] / med[("no batching", 1)]["p50"],
         "1 client p50, -1 ÷ no batching (≤ 1.05)": med[("batching, -1", 1)]["p50"] / med[("no batching", 1)]["p50"],
+        "1 client p50, auto ÷ auto without batching": med[("batching, auto", 1)]["p50"]
+        / med[("auto, no batching", 1)]["p50"],
+        "1 client p50, -1 ÷ -1 without batching": med[("batching, -1", 1)]["p50"]
+        / med[("-1, no batching", 1)]["p50"],
         f"compiles under auto, whole run (≤ {SHAPE_VARIANTS})": max(compiles["batching, auto"]),
     }
     if server_b8_ips:

@@ -7,6 +7,7 @@
    in-process OpenVINO (AsyncInferQueue) compiled with the same settings and the same nireq.
 3. Ray Serve's proxy hop (``ray_bench.py``): p50 at batch 1 and batch-8 throughput over TFS gRPC
    through Ray Serve with one replica, against vinoserve alone with the same flags.
+4. Request batching: 1 to 64 concurrent batch-1 clients with and without batching (``batching.py``).
 
 The model is the demo's real CNN (PP-LCNet, 224×224), prepared by ``examples/prepare_demo.py``.
 Results go to stdout and ``bench-out/results.json``. Medians and ratios, not single times: the
@@ -27,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+import batching
 import grpc
 import numpy as np
 
@@ -192,6 +194,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=60, help="requests per alternating-latency run")
     ap.add_argument("--seconds", type=float, default=8.0, help="duration of each throughput run")
     ap.add_argument("--repeat", type=int, default=3, help="side-by-side repetitions (medians reported)")
+    ap.add_argument("--batching-rounds", type=int, default=2, help="rounds of the batching section")
+    ap.add_argument("--batching-seconds", type=float, default=3.0, help="window of each batching measurement")
+    ap.add_argument("--only", choices=("all", "batching"), default="all", help="run every section, or one")
     args = ap.parse_args()
     demo = Path(args.demo_dir)
     model_dir = demo / "models" / "resnet"
@@ -204,6 +209,20 @@ def main() -> int:
     batches = {1: imgs[:1], 8: imgs[:8]}
     reqs = {b: request("resnet", "image", a) for b, a in batches.items()}
     nireq = optimal_nireq(xml, batches[8].shape)
+    out = ROOT / "bench-out"
+    out.mkdir(exist_ok=True)
+    if args.only == "batching":
+        raw = {b: raw_throughput(xml, batches[b], args.batching_seconds, nireq) * b for b in (1, 8)}
+        srv = ServerProcess(model_dir, ["--batch_size", "8", "--nireq", str(nireq)])
+        try:
+            b8 = asyncio.run(_throughput(srv.port, reqs[8], args.batching_seconds, nireq + 1)) * 8
+        finally:
+            srv.stop()
+        res_b = batching.run(model_dir, reqs[1], raw, out, rounds=args.batching_rounds,
+                             seconds=args.batching_seconds, server=ServerProcess, free_port=free_port, opts=OPTS,
+                             server_b8_ips=b8)
+        (out / "batching.json").write_text(json.dumps(res_b, indent=2))
+        return 0
     configs = {"auto (cache of 4)": ["--batch_size", "auto"],
                "auto --shape_variants 1": ["--batch_size", "auto", "--shape_variants", "1"],
                "--batch_size -1": ["--batch_size", "-1"]}
@@ -251,8 +270,12 @@ def main() -> int:
               f"p50 batch 1 {ray['ray_p50_batch1_ms']:.2f} vs {ray['vinoserve_p50_batch1_ms']:.2f} ms "
               f"(+{ray['ray_p50_batch1_ms'] - ray['vinoserve_p50_batch1_ms']:.2f} ms); batch 8 throughput "
               f"{ray['ray_rps_batch8']:.1f} vs {ray['vinoserve_rps_batch8']:.1f} req/s")
-    out = ROOT / "bench-out"
-    out.mkdir(exist_ok=True)
+    print("\nRequest batching:", flush=True)
+    raw = {1: raw_throughput(xml, batches[1], args.batching_seconds, nireq), 8: statistics.median(raw_tp) * 8}
+    res["batching"] = batching.run(model_dir, reqs[1], raw, out,
+                                   rounds=args.batching_rounds, seconds=args.batching_seconds,
+                                   server=ServerProcess, free_port=free_port, opts=OPTS,
+                                   server_b8_ips=res["server_rps_batch8"] * 8)
     (out / "results.json").write_text(json.dumps(res, indent=2))
     return 0
 

@@ -54,6 +54,7 @@ def make_parser() -> argparse.ArgumentParser:
     a("--cache_dir")
     a("--max_request_mb", type=int, default=1024)
     a("--shape_variants", type=int, default=4, help="compiled shape variants kept per version under auto")
+    a("--dynamic_batching", help='single-model mode: JSON, e.g. {"max_batch_size":16,"max_queue_delay_ms":2}')
     a("--tls_cert", help="PEM certificate chain: both ports serve TLS (with --tls_key)")
     a("--tls_key", help="PEM private key of --tls_cert")
     a("--tls_client_ca", help="PEM CA bundle: clients must present a certificate it signed (mutual TLS)")
@@ -120,6 +121,7 @@ def model_from_flags(ns: argparse.Namespace) -> ModelConfig:
         model_version_policy=ns.model_version_policy or None, nireq=ns.nireq,
         target_device=ns.target_device or None, plugin_config=ns.plugin_config or None,
         warmup_batch_sizes=ns.warmup_batch_sizes or None,
+        dynamic_batching=ns.dynamic_batching,
     )
 
 

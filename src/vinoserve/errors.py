@@ -31,6 +31,7 @@ class StatusCode(enum.Enum):
     RESHAPE_ERROR = "Model could not be reshaped with requested shape"
     REQUEST_TOO_LARGE = "Request exceeds the size limit"
     OVERLOADED = "Server is overloaded"
+    BATCH_QUEUE_FULL = "Server overloaded"
     INVALID_MESSAGE = "Invalid message"
     SHUTTING_DOWN = "Server is shutting down"
     UNIMPLEMENTED = "Not implemented"

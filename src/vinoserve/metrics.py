@@ -13,6 +13,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from .errors import StatusCode
 
 _LAT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128, 256)
 _COMPILE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _MV = ("name", "version")
 APIS = ("TFS", "KServe")
@@ -67,6 +68,18 @@ class Metrics:
         self.variants_resident = Gauge(
             "vinoserve_variants_resident", "Compiled shape variants held", _MV, registry=r
         )
+        self.batch_size = Histogram(
+            "vinoserve_batch_size", "Request rows merged into one inference by the batcher (without padding)",
+            _MV, buckets=_BATCH_BUCKETS, registry=r,
+        )
+        self.batch_queue_delay = Histogram(
+            "vinoserve_batch_queue_delay_seconds", "Time a request waited in the batching queue", _MV,
+            buckets=_LAT_BUCKETS, registry=r,
+        )
+        self.batch_padding_rows = Counter(
+            "vinoserve_batch_padding_rows", "Rows added to merged batches to land on a compiled batch size",
+            _MV, registry=r,
+        )
         self.requests_refused = Counter(
             "vinoserve_requests_refused", "Requests for a model or version that does not exist or has none "
             "loaded, without the requested name", ("api", "interface", "reason"), registry=r
@@ -84,6 +97,7 @@ class Metrics:
                 (self.current_requests, _MV), (self.reshapes, (*_MV, "cause")),
                 (self.reshape_failures, _MV), (self.reshape_time, _MV), (self.variant_hits, _MV),
                 (self.variant_misses, _MV), (self.variant_evictions, _MV), (self.variants_resident, _MV),
+                (self.batch_size, _MV), (self.batch_queue_delay, _MV), (self.batch_padding_rows, _MV),
             )
         ]
 

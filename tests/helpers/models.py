@@ -173,3 +173,16 @@ def quadrant_model(classes: int = 4) -> ov.Model:
 def write_quadrants(base: Path, classes: int = 4, version: int = 1) -> Path:
     """An IR of :func:`quadrant_model` in ``base/version``."""
     return _save(quadrant_model(classes), base, version)
+
+
+def write_picky(base: Path, version: int = 1) -> Path:
+    """IR y = x * 2 + 1 (input ``x`` [-1,4]) that fails at inference when the largest value in the
+    batch is not 4: the data picks the reshape target ``[-1, max(x)]``. A batch holding a row whose
+    largest value is 5 fails as a whole, which is what a failing merged batch needs."""
+    x = ops.parameter([-1, 4], ov.Type.f32, name="x")
+    x.output(0).get_tensor().set_names({"x"})
+    k = ops.convert(ops.reduce_max(x, ops.constant(np.array([0, 1], np.int64)), keep_dims=False), ov.Type.i64)
+    shape = ops.concat([ops.constant(np.array([-1], np.int64)), ops.unsqueeze(k, ops.constant(np.int64(0)))], 0)
+    r = ops.reshape(x, shape, special_zero=False)
+    y = ops.add(ops.multiply(r, ops.constant(np.float32(2))), ops.constant(np.float32(1)))
+    return _save(ov.Model([_named(y, "y")], [x], "picky"), base, version)

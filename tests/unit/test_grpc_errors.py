@@ -28,6 +28,7 @@ def test_every_status_code_is_mapped() -> None:
         (StatusCode.RESHAPE_ERROR, grpc.StatusCode.FAILED_PRECONDITION),
         (StatusCode.REQUEST_TOO_LARGE, grpc.StatusCode.RESOURCE_EXHAUSTED),
         (StatusCode.OVERLOADED, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (StatusCode.BATCH_QUEUE_FULL, grpc.StatusCode.RESOURCE_EXHAUSTED),
         (StatusCode.INVALID_MESSAGE, grpc.StatusCode.INVALID_ARGUMENT),
         (StatusCode.SHUTTING_DOWN, grpc.StatusCode.UNAVAILABLE),
         (StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNIMPLEMENTED),
@@ -43,6 +44,7 @@ def test_everything_else_is_invalid_argument() -> None:
         StatusCode.MODEL_NOT_FOUND, StatusCode.VERSION_NOT_FOUND, StatusCode.VERSION_RETIRED,
         StatusCode.VERSION_NOT_LOADED, StatusCode.RESHAPE_ERROR, StatusCode.REQUEST_TOO_LARGE,
         StatusCode.OVERLOADED, StatusCode.UNIMPLEMENTED, StatusCode.INTERNAL, StatusCode.SHUTTING_DOWN,
+        StatusCode.BATCH_QUEUE_FULL,
     }
     for code in set(StatusCode) - special:
         assert grpc_code(code) is grpc.StatusCode.INVALID_ARGUMENT, code

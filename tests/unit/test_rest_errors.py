@@ -26,6 +26,7 @@ def test_every_status_code_is_mapped() -> None:
         (StatusCode.RESHAPE_ERROR, 412),
         (StatusCode.REQUEST_TOO_LARGE, 413),
         (StatusCode.OVERLOADED, 503),
+        (StatusCode.BATCH_QUEUE_FULL, 503),
         (StatusCode.INVALID_MESSAGE, 400),
         (StatusCode.SHUTTING_DOWN, 503),
         (StatusCode.UNIMPLEMENTED, 501),
@@ -41,6 +42,7 @@ def test_everything_else_is_bad_request() -> None:
         StatusCode.MODEL_NOT_FOUND, StatusCode.VERSION_NOT_FOUND, StatusCode.VERSION_RETIRED,
         StatusCode.VERSION_NOT_LOADED, StatusCode.RESHAPE_ERROR, StatusCode.REQUEST_TOO_LARGE,
         StatusCode.OVERLOADED, StatusCode.UNIMPLEMENTED, StatusCode.INTERNAL, StatusCode.SHUTTING_DOWN,
+        StatusCode.BATCH_QUEUE_FULL,
     }
     for code in set(StatusCode) - special:
         assert http_status(code) == 400, code
@@ -51,6 +53,12 @@ def test_error_body_is_the_spec_text() -> None:
     assert r.status == 400 and r.content_type == "application/json"
     assert r.text is not None
     assert json.loads(r.text) == {"error": "Invalid input batch size - Expected: 1; Actual: 10; input name: b"}
+
+
+def test_full_batching_queue_says_when_to_retry() -> None:
+    r = error_response(VinoserveError(StatusCode.BATCH_QUEUE_FULL, "batching queue of model m is full (4)"))
+    assert r.status == 503 and r.headers["Retry-After"] == "1"
+    assert "Retry-After" not in error_response(VinoserveError(StatusCode.OVERLOADED)).headers
 
 
 def test_unexpected_error_is_500_and_logged(caplog: pytest.LogCaptureFixture) -> None:

@@ -103,6 +103,7 @@ def _model(c: dict[str, object], i: int, base: Path, shape_variants: int) -> Mod
             model_version_policy=_typed(c, who, "model_version_policy", dict),
             plugin_config=_typed(c, who, "plugin_config", dict, str),
             warmup_batch_sizes=_typed(c, who, "warmup_batch_sizes", list),
+            dynamic_batching=_typed(c, who, "dynamic_batching", dict),
         )
     except StartupError as exc:
         if str(exc).startswith("Config of"):

@@ -12,7 +12,7 @@ import re
 
 from ..errors import StartupError
 from ..types import Dim
-from .settings import BatchSetting, LayoutSetting, ShapeSetting, VersionPolicy
+from .settings import BatchSetting, DynamicBatching, LayoutSetting, ShapeSetting, VersionPolicy
 
 _DIM_RE = re.compile(r"^\s*(-?\d+)\s*(?::\s*(\d+)\s*)?$")
 
@@ -141,3 +141,36 @@ def parse_plugin_config(obj: object) -> dict[str, object]:
     if not isinstance(obj, dict):
         raise StartupError("Invalid plugin_config: expected a JSON object")
     return {str(k): v for k, v in obj.items()}
+
+
+_BATCHING_KEYS = ("max_batch_size", "max_queue_delay_ms", "preferred_batch_sizes", "max_queue_size")
+
+
+def _positive_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def parse_dynamic_batching(obj: object, label: str) -> DynamicBatching:
+    """``dynamic_batching`` from a JSON string or object; errors name ``label`` and the key."""
+    if isinstance(obj, str):
+        obj = _json(obj, label)
+    if not isinstance(obj, dict):
+        raise StartupError(f"{label} must be a JSON object with keys {', '.join(_BATCHING_KEYS)}")
+    unknown = sorted(set(obj) - set(_BATCHING_KEYS))
+    if unknown:
+        raise StartupError(f"{label} has unknown key '{unknown[0]}'")
+    out = DynamicBatching()
+    mbs = obj.get("max_batch_size", out.max_batch_size)
+    if not _positive_int(mbs):
+        raise StartupError(f"{label}: 'max_batch_size' must be a positive integer")
+    delay = obj.get("max_queue_delay_ms", out.max_queue_delay_ms)
+    if not isinstance(delay, int | float) or isinstance(delay, bool) or not 0 <= delay <= 60_000:
+        raise StartupError(f"{label}: 'max_queue_delay_ms' must be a number from 0 to 60000")
+    preferred = obj.get("preferred_batch_sizes", [])
+    if not isinstance(preferred, list) or not all(_positive_int(n) and n <= mbs for n in preferred):
+        raise StartupError(f"{label}: 'preferred_batch_sizes' must be a list of integers from 1 to "
+                           f"max_batch_size ({mbs})")
+    size = obj.get("max_queue_size", out.max_queue_size)
+    if not _positive_int(size):
+        raise StartupError(f"{label}: 'max_queue_size' must be a positive integer")
+    return DynamicBatching(int(mbs), float(delay), tuple(sorted(set(preferred))), int(size))

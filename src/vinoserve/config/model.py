@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import StartupError
 from .flags import (
     parse_batch,
+    parse_dynamic_batching,
     parse_layout,
     parse_layout_obj,
     parse_plugin_config,
@@ -24,7 +25,7 @@ from .settings import ModelConfig, VersionPolicy
 
 # The per-model keys shared by the flags and config.json entries (besides name and base path).
 PER_MODEL_KEYS = ("batch_size", "shape", "layout", "model_version_policy", "nireq", "target_device",
-                  "plugin_config", "warmup_batch_sizes")
+                  "plugin_config", "warmup_batch_sizes", "dynamic_batching")
 DEFAULT_TARGET_DEVICE = "CPU"
 
 JsonObject = dict[str, object]
@@ -51,6 +52,7 @@ def build_model_config(
     plugin_config: str | JsonObject | None = None,
     shape_variants: int | None = None,
     warmup_batch_sizes: str | list[object] | None = None,
+    dynamic_batching: str | JsonObject | None = None,
 ) -> ModelConfig:
     """The validated settings of one model; a value left ``None`` takes its default.
 
@@ -78,6 +80,8 @@ def build_model_config(
         plugin_config={} if plugin_config is None else parse_plugin_config(plugin_config),
         shape_variants=default_shape_variants if shape_variants is None else shape_variants,
         warmup_batch_sizes=parse_warmup_batch_sizes(warmup_batch_sizes, label("warmup_batch_sizes")),
+        dynamic_batching=None if dynamic_batching is None
+        else parse_dynamic_batching(dynamic_batching, label("dynamic_batching")),
     )
 
 

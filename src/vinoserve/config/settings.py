@@ -38,6 +38,16 @@ class LayoutSetting:
 
 
 @dataclass(frozen=True, slots=True)
+class DynamicBatching:
+    """``dynamic_batching`` of a model (SPEC §7.4): how concurrent requests are merged."""
+
+    max_batch_size: int = 8
+    max_queue_delay_ms: float = 0.0  # 0: take what is queued now, never wait when idle
+    preferred_batch_sizes: tuple[int, ...] = ()  # under auto: the sizes batches land on
+    max_queue_size: int = 1024
+
+
+@dataclass(frozen=True, slots=True)
 class VersionPolicy:
     """Which versions on disk are served: ``latest`` N, ``specific`` list, or ``all``."""
 
@@ -73,6 +83,7 @@ class ModelConfig:
     plugin_config: dict[str, object]
     shape_variants: int
     warmup_batch_sizes: tuple[int, ...]  # compiled and run on zeros before the version is AVAILABLE
+    dynamic_batching: DynamicBatching | None = None  # None: every request runs on its own
 
     @property
     def is_auto(self) -> bool:

@@ -139,8 +139,11 @@ def _actual_precision(arr: np.ndarray) -> str:
 
 
 def check_request(inputs: dict[str, np.ndarray], rules: dict[str, InputRule],
-                  current: dict[str, Shape]) -> dict[str, np.ndarray]:
-    """Validate and return the arrays keyed by real input name; raise the first SPEC error found."""
+                  current: dict[str, Shape], any_batch: bool = False) -> dict[str, np.ndarray]:
+    """Validate and return the arrays keyed by real input name; raise the first SPEC error found.
+
+    ``any_batch``: the batch size is not checked (the batcher pads or splits to a fixed batch).
+    """
     if len(inputs) != len(rules):
         raise VinoserveError(StatusCode.INVALID_INPUT_COUNT, f"Expected: {len(rules)}; Actual: {len(inputs)}")
     real: dict[str, np.ndarray] = {}
@@ -162,7 +165,7 @@ def check_request(inputs: dict[str, np.ndarray], rules: dict[str, InputRule],
             raise VinoserveError(StatusCode.INVALID_RANK, f"Expected: {format_shape(shown)}; "
                                  f"Actual: {format_shape(arr.shape)}; {where}")
         bi = rule.batch_index
-        if bi >= 0 and bi not in rule.auto_dims and not rule.accepted[bi].accepts(arr.shape[bi]):
+        if bi >= 0 and bi not in rule.auto_dims and not any_batch and not rule.accepted[bi].accepts(arr.shape[bi]):
             raise VinoserveError(StatusCode.INVALID_BATCH, f"Expected: {rule.accepted[bi]}; "
                                  f"Actual: {arr.shape[bi]}; {where}")
         for i, n in enumerate(arr.shape):

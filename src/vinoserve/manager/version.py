@@ -16,8 +16,10 @@ from ..metrics import Metrics
 from ..runtime.errortext import client_text
 from ..runtime.openvino import Port, Runtime, SourceModel
 from ..scheduling.admission import Admission
+from ..scheduling.batcher import Batcher
 from ..scheduling.variants import Variant, VariantCache, VariantKey, describe
 from ..types import ModelMetadata, Shape, TensorSpec, VersionState, VersionStatus
+from .batching import batch_rows, make_batcher
 from .inputs import InputRule, check_request, plan_inputs
 from .repository import Fingerprint, Mapping, find_model_file, fingerprint, read_mapping
 from .warmup import Shapes, plan, zeros
@@ -49,6 +51,8 @@ class ModelVersion:
         self._admission = Admission(f"model {self.name} version {version}")
         self._rules: dict[str, InputRule] = {}  # by real input name
         self._mapping = Mapping({}, {})
+        self._batcher: Batcher | None = None  # dynamic_batching: made on the loop once loaded
+        self._any_batch = False  # a fixed batch with batching: other sizes are padded or split
 
     # -- lifecycle ---------------------------------------------------------------------------
     def status(self) -> VersionStatus:
@@ -81,6 +85,8 @@ class ModelVersion:
             await self._warm_up(carried)
             if self.state != VersionState.LOADING:
                 return
+            self._batcher, self._any_batch = make_batcher(self.config, self._rules, self._variants,
+                                                          self._infer, self._metrics, self._labels)
             self.state = VersionState.AVAILABLE
             log.info("Model %s version %s is AVAILABLE", self.name, self.version)
             return
@@ -192,7 +198,7 @@ class ModelVersion:
                 StatusCode.VERSION_NOT_LOADED
             raise VinoserveError(code)
         with self._admission:
-            real = check_request(inputs, self._rules, self._current_shapes())
+            real = check_request(inputs, self._rules, self._current_shapes(), self._any_batch)
             try:
                 outs = await self._run(real)
             except asyncio.CancelledError:
@@ -212,6 +218,12 @@ class ModelVersion:
         if any(a.shape and a.shape[self._rules[n].batch_index] == 0 for n, a in real.items()
                if self._rules[n].batch_index < a.ndim):
             return self._empty_outputs()
+        if self._batcher is not None and batch_rows(self._rules, real):
+            return await self._batcher.submit(real)
+        return await self._infer(real)
+
+    async def _infer(self, real: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One inference on the variant for these shapes (a request, or a merged batch)."""
 
         def key() -> VariantKey:
             return tuple(sorted((n, self._rules[n].key_dims(a.shape)) for n, a in real.items()))

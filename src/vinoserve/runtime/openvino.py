@@ -34,6 +34,9 @@ _PRECISION_TO_OV = {v: getattr(ov.Type, k) for k, v in _OV_TO_PRECISION.items()}
 # Requested shapes per input name; a Dim may be static, -1 or a range.
 ShapeMap = Mapping[str, Shape]
 _compile_lock = threading.Lock()
+# How soon, and at most how seldom, a running inference is checked for a failure (see InferSlot._watch).
+_WATCH_FIRST_S = 0.005
+_WATCH_MAX_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +214,22 @@ class InferSlot:
             self._request.start_async()
         except Exception as exc:
             raise _translate(exc, StatusCode.INTERNAL, "Inference failed", "could not start") from exc
+        # OpenVINO does not call the callback of an inference that fails: watch for that failure
+        loop.call_later(_WATCH_FIRST_S, self._watch, fut, _WATCH_FIRST_S)
         return fut
+
+    def _watch(self, fut: asyncio.Future[None], delay: float) -> None:
+        """Resolve ``fut`` once the inference failed (``result`` then raises its error); look again
+        later, less and less often, while it runs."""
+        if fut.done():
+            return
+        try:
+            self._request.wait_for(0)
+        except Exception:
+            _resolve(fut)
+            return
+        delay = min(delay * 2, _WATCH_MAX_S)
+        fut.get_loop().call_later(delay, self._watch, fut, delay)
 
     def result(self) -> dict[str, np.ndarray]:
         """The outputs (by model name) of the inference that completed; raises if it failed."""

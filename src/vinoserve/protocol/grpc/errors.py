@@ -33,6 +33,7 @@ GRPC_CODES: dict[StatusCode, grpc.StatusCode] = {
     StatusCode.RESHAPE_ERROR: grpc.StatusCode.FAILED_PRECONDITION,
     StatusCode.REQUEST_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
     StatusCode.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    StatusCode.BATCH_QUEUE_FULL: grpc.StatusCode.RESOURCE_EXHAUSTED,
     StatusCode.INVALID_MESSAGE: grpc.StatusCode.INVALID_ARGUMENT,
     StatusCode.SHUTTING_DOWN: grpc.StatusCode.UNAVAILABLE,
     StatusCode.UNIMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,

@@ -30,6 +30,7 @@ HTTP_STATUS: dict[StatusCode, int] = {
     StatusCode.RESHAPE_ERROR: 412,
     StatusCode.REQUEST_TOO_LARGE: 413,
     StatusCode.OVERLOADED: 503,
+    StatusCode.BATCH_QUEUE_FULL: 503,
     StatusCode.INVALID_MESSAGE: 400,
     StatusCode.SHUTTING_DOWN: 503,
     StatusCode.UNIMPLEMENTED: 501,
@@ -47,9 +48,17 @@ def json_error(status: int, text: str) -> web.Response:
     return json_response({"error": text}, status)
 
 
+# Seconds a client is asked to wait before retrying when a batching queue is full.
+RETRY_AFTER_S = 1
+
+
 def error_response(err: VinoserveError) -> web.Response:
-    """The response for a domain error: its HTTP status and its SPEC text."""
-    return json_error(http_status(err.code), err.text)
+    """The response for a domain error: its HTTP status and its SPEC text (a full batching queue
+    also says when to retry)."""
+    response = json_error(http_status(err.code), err.text)
+    if err.code is StatusCode.BATCH_QUEUE_FULL:
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
 
 
 def internal_error(exc: BaseException, what: str) -> web.Response:

@@ -20,7 +20,6 @@ install: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks scripts
 	$(BIN)/mypy
-	$(BIN)/mypy --strict src/vinoserve/protocol src/vinoserve/dataplane.py src/vinoserve/types.py src/vinoserve/client
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

@@ -88,7 +88,7 @@ def main() -> int:
         if "ray" in sys.modules:
             from ray import serve
 
-            serve.shutdown()
+            serve.shutdown()  # type: ignore[no-untyped-call]
             sys.modules["ray"].shutdown()
     res = {f"{k}_p50_batch1_ms": statistics.median(v) for k, v in p50.items()}
     res.update({f"{k}_rps_batch8": statistics.median(v) for k, v in rps.items()})

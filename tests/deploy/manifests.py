@@ -25,13 +25,13 @@ def load(path: Path) -> dict[str, Any]:
     """The one YAML document of ``path``."""
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
     assert len(docs) == 1, f"{path}: expected one document, got {len(docs)}"
-    return docs[0]
+    return dict(docs[0])
 
 
 @cache
 def schema(kind: str) -> dict[str, Any]:
     """The strict CRD schema of ``kind``."""
-    return json.loads((SCHEMAS / SCHEMA_OF[kind]).read_text())
+    return dict(json.loads((SCHEMAS / SCHEMA_OF[kind]).read_text()))
 
 
 def schema_errors(doc: dict[str, Any]) -> list[str]:
@@ -60,7 +60,7 @@ def predictor_container(rt: dict[str, Any], isvc: dict[str, Any]) -> dict[str, A
     rendered = json.loads(json.dumps(container).replace("{{.Name}}", isvc["metadata"]["name"]))
     assert "{{" not in json.dumps(rendered), "a placeholder other than {{.Name}} is left"
     rendered["args"] = [*rendered.get("args", []), *isvc["spec"]["predictor"]["model"].get("args", [])]
-    return rendered
+    return dict(rendered)
 
 
 def port_number(container: dict[str, Any], port: int | str) -> int:

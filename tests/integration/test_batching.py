@@ -64,7 +64,7 @@ def kserve_grpc(s: RunningServer, x: np.ndarray, name: str) -> np.ndarray:
         inp.set_data_from_numpy(x)
         out = client.infer("m", [inp], client_timeout=120).as_numpy("y")
         assert out is not None
-        return out
+        return np.asarray(out)
     finally:
         client.close()
 
@@ -76,7 +76,7 @@ def kserve_rest(s: RunningServer, x: np.ndarray, name: str) -> np.ndarray:
         inp.set_data_from_numpy(x, binary_data=True)
         out = client.infer("m", [inp]).as_numpy("y")
         assert out is not None
-        return out
+        return np.asarray(out)
     finally:
         client.close()
 

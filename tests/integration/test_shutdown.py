@@ -112,7 +112,7 @@ def kserve_grpc(proc: Proc, x: np.ndarray, client: tgrpc.InferenceServerClient) 
     inp = tgrpc.InferInput("x", list(x.shape), "FP32")
     inp.set_data_from_numpy(x)
     try:
-        return client.infer("slow", [inp], client_timeout=120).as_numpy("y")
+        return np.asarray(client.infer("slow", [inp], client_timeout=120).as_numpy("y"))
     except tgrpc.InferenceServerException as err:
         if err.status() == "StatusCode.UNAVAILABLE":
             raise Refused(err.message()) from None

@@ -73,7 +73,7 @@ def triton_grpc_infer(port: int, certs: Certs, who: str) -> np.ndarray:
     try:
         inp = tgrpc.InferInput("b", list(X.shape), "FP32")
         inp.set_data_from_numpy(X)
-        return client.infer("m", [inp], client_timeout=30).as_numpy("y")
+        return np.asarray(client.infer("m", [inp], client_timeout=30).as_numpy("y"))
     finally:
         client.close()
 
@@ -89,7 +89,7 @@ def triton_http_infer(port: int, certs: Certs, who: str) -> np.ndarray:
     try:
         inp = thttp.InferInput("b", list(X.shape), "FP32")
         inp.set_data_from_numpy(X, binary_data=True)
-        return client.infer("m", [inp]).as_numpy("y")
+        return np.asarray(client.infer("m", [inp]).as_numpy("y"))
     finally:
         client.close()
 

@@ -51,7 +51,7 @@ def infer_http(s: RunningServer, n: int, model: str = "m") -> np.ndarray:
     inp.set_data_from_numpy(rows(n))
     out = client.infer(model, [inp]).as_numpy("y")
     np.testing.assert_allclose(out, rows(n) * 2 + 1, rtol=1e-6)
-    return out
+    return np.asarray(out)
 
 
 def auto_server(serve: Serve, base: Path, *extra: str, runtime: Runtime | None = None) -> RunningServer:

@@ -215,11 +215,11 @@ def main(spec_path: str) -> int:
         result["error"] = "".join(traceback.format_exception(exc))
     finally:
         try:
-            serve.shutdown()
+            serve.shutdown()  # type: ignore[no-untyped-call]
         except Exception as exc:
             result["shutdown_error"] = repr(exc)
         ray.shutdown()
-        cluster.shutdown()
+        cluster.shutdown()  # type: ignore[no-untyped-call]
         result["left"] = _wait_no_processes(60)
         timings["down"] = time.monotonic() - t0
         result["timings"] = timings

@@ -138,7 +138,8 @@ def test_different_shapes_or_dtypes_are_never_merged() -> None:
             model.release()
             await settle()
         shapes = [(b["x"].shape, b["x"].dtype) for b in model.batches]
-        assert shapes == [((1, 3), np.float32), ((2, 4), np.float32), ((2, 3), np.float32), ((1, 3), np.float64)]
+        f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
+        assert shapes == [((1, 3), f32), ((2, 4), f32), ((2, 3), f32), ((1, 3), f64)]
         outs = await asyncio.wait_for(asyncio.gather(first, *tasks), WAIT)
         for o, out in zip([{"x": rows(0, 1)}, *others], outs, strict=True):
             np.testing.assert_array_equal(out["y"], o["x"] * 2 + 1)

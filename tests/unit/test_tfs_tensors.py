@@ -19,7 +19,7 @@ def _sample(name: str, shape: tuple[int, ...] = (2, 3)) -> np.ndarray:
     dtype = BY_NAME[name].np_dtype
     n = int(np.prod(shape))
     if dtype == np.bool_:
-        return (np.arange(n) % 2 == 0).reshape(shape)
+        return np.asarray((np.arange(n) % 2 == 0).reshape(shape))
     return (np.arange(n) * 3 % 100 + 1).astype(dtype).reshape(shape)
 
 

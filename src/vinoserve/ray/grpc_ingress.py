@@ -86,6 +86,6 @@ class GrpcIngress:
                 # server's limit, which gRPC core itself writes.
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                     f"SERVER: Received message larger than max ({size} vs. {self._limit})")
-            return await self._methods[method](request, cast(grpc.aio.ServicerContext, context))
+            return await self._methods[method](request, cast("grpc.aio.ServicerContext[Any, Any]", context))
         except _Aborted:
             return empty_pb2.Empty()

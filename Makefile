@@ -70,5 +70,7 @@ base-image:
 	tar -C $(BASE_ROOTFS) -c . | podman import --change 'CMD ["python3"]' - $(LOCAL_BASE)
 	rm -rf $(BASE_ROOTFS)
 
+# everything the targets above make: the venv, demo data, bench output, caches and build metadata
 clean:
-	rm -rf $(VENV) demo bench-out
+	rm -rf $(VENV) demo bench-out build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -25,7 +25,11 @@ _CUT_WAIT_S = 5.0
 
 
 class Server:
-    """Start, serve and stop. Ports given as 0 in tests are read back as ``grpc_port``/``rest_port``."""
+    """Start, serve and stop.
+
+    A port of 0 in the settings means that server is off; -1 (used by the tests) binds any free port.
+    The ports actually bound are read back into ``grpc_port`` and ``rest_port``.
+    """
 
     def __init__(self, settings: ServerSettings, runtime: Runtime | None = None) -> None:
         self.settings = settings

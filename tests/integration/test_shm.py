@@ -12,13 +12,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import pytest
+import requests
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
 import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException
 
+from vinoserve.protocol.generated.kserve import grpc_predict_v2_pb2 as pb
+from vinoserve.protocol.generated.kserve import grpc_predict_v2_pb2_grpc as pb_grpc
+
+from ..helpers.clients import rpc_error
 from ..helpers.management import write_config
 from ..helpers.models import write_affine, write_slow_affine, write_strings, write_two_inputs
 from ..helpers.server import F32, RunningServer
@@ -277,3 +283,60 @@ def test_server_metadata_names_the_extension(client: Any) -> None:
     meta = client.get_server_metadata()
     extensions = meta.extensions if mod(client) is tgrpc else meta["extensions"]
     assert "system_shared_memory" in extensions
+
+
+@pytest.mark.parametrize("body", [
+    b"not json", b"[]", b'{"byte_size": 8}', b'{"key": 5, "byte_size": 8}', b'{"key": "/k"}',
+    b'{"key": "/k", "byte_size": true}', b'{"key": "/k", "byte_size": 8, "offset": -1}',
+    b'{"key": "/k", "byte_size": 8.5}',
+])
+def test_rest_register_refuses_malformed_bodies(server: RunningServer, body: bytes) -> None:
+    r = requests.post(f"{server.rest_url}/v2/systemsharedmemory/region/r/register", data=body, timeout=30)
+    assert r.status_code == 400 and "error" in r.json()
+
+
+@pytest.mark.parametrize("params", [
+    {"shared_memory_region": "r"},  # no byte size
+    {"shared_memory_region": "r", "shared_memory_byte_size": "40"},
+    {"shared_memory_region": 7, "shared_memory_byte_size": 40},
+    {"shared_memory_region": "r", "shared_memory_byte_size": 40, "shared_memory_offset": -4},
+    {"shared_memory_byte_size": 40},  # no region
+])
+def test_malformed_shared_memory_parameters(server: RunningServer, params: dict[str, Any]) -> None:
+    doc: dict[str, Any] = {"inputs": [{"name": "b", "datatype": "FP32", "shape": [1, 10], "parameters": params}]}
+    r = requests.post(f"{server.rest_url}/v2/models/aff/infer", json=doc, timeout=30)
+    assert r.status_code == 400 and "shared_memory" in r.json()["error"]
+    request = pb.ModelInferRequest(model_name="aff")
+    tensor = request.inputs.add(name="b", datatype="FP32", shape=[1, 10])
+    for k, v in params.items():
+        if isinstance(v, str):
+            tensor.parameters[k].string_param = v
+        else:
+            tensor.parameters[k].int64_param = v
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        err = rpc_error(pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer, request, timeout=30)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_shared_memory_input_with_data_too_is_refused(server: RunningServer, regions: Regions) -> None:
+    _, key = regions.make(64)
+    requests.post(f"{server.rest_url}/v2/systemsharedmemory/region/r/register",
+                  json={"key": key, "byte_size": 64}, timeout=30).raise_for_status()
+    try:
+        x = np.ones((1, 10), dtype=np.float32)
+        params = {"shared_memory_region": "r", "shared_memory_byte_size": 40}
+        doc: dict[str, Any] = {"inputs": [{"name": "b", "datatype": "FP32", "shape": [1, 10],
+                                           "data": x.ravel().tolist(), "parameters": params}]}
+        r = requests.post(f"{server.rest_url}/v2/models/aff/infer", json=doc, timeout=30)
+        assert r.status_code == 400 and "must not carry data" in r.json()["error"]
+        # gRPC: a raw buffer, but no input outside shared memory for it
+        request = pb.ModelInferRequest(model_name="aff", raw_input_contents=[x.tobytes()])
+        tensor = request.inputs.add(name="b", datatype="FP32", shape=[1, 10])
+        tensor.parameters["shared_memory_region"].string_param = "r"
+        tensor.parameters["shared_memory_byte_size"].int64_param = 40
+        with grpc.insecure_channel(server.grpc_address) as channel:
+            err = rpc_error(pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer, request, timeout=30)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "raw_input_contents has 1 entries for 0 inputs" in (err.details() or "")
+    finally:
+        requests.post(f"{server.rest_url}/v2/systemsharedmemory/unregister", timeout=30).raise_for_status()

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import shm_bench
 
 from vinoserve.protocol.generated.tensorflow.core.framework import types_pb2
 from vinoserve.protocol.generated.tensorflow_serving.apis import (
@@ -226,6 +227,8 @@ def main() -> int:
     print(f"  server (TFS gRPC) {res['server_rps_batch8']:.1f} req/s; "
           f"raw OpenVINO {res['raw_rps_batch8']:.1f} req/s")
     print(f"  server ÷ raw: {res['server_over_raw']:.2f}   (target ≥ 0.90)")
+    res["shared_memory"] = shm_bench.run(lambda extra: ServerProcess(model_dir, extra), lambda: raw_throughput(
+        xml, batches[8], args.seconds, nireq), batches[8], args.seconds, nireq, args.repeat)
     out = ROOT / "bench-out"
     out.mkdir(exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=2))

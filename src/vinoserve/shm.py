@@ -35,6 +35,9 @@ from .errors import StatusCode, VinoserveError
 log = logging.getLogger(__name__)
 
 SHM_DIR = "/dev/shm"
+# Each region keeps a mapping and a file descriptor: a bound keeps registrations from starving the
+# server of descriptors for its connections.
+MAX_REGIONS = 1024
 
 
 def _invalid(text: str) -> VinoserveError:
@@ -175,6 +178,8 @@ class ShmRegistry:
             raise _invalid("shared memory region name must not be empty")
         if name in self._regions:
             raise _invalid(f"shared memory region '{name}' already in manager")
+        if len(self._regions) >= MAX_REGIONS:
+            raise _invalid(f"at most {MAX_REGIONS} shared memory regions can be registered; unregister some first")
         if offset < 0 or byte_size <= 0:
             raise _invalid(f"shared memory region '{name}' needs offset >= 0 and byte_size > 0")
         path = os.path.join(SHM_DIR, object_name(key))

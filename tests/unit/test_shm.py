@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from vinoserve.errors import StatusCode, VinoserveError
-from vinoserve.shm import SHM_DIR, ShmRef, ShmRegistry, object_name
+from vinoserve.shm import MAX_REGIONS, SHM_DIR, ShmRef, ShmRegistry, object_name
 
 
 @pytest.fixture
@@ -86,3 +86,15 @@ def test_an_unregistered_region_stays_mapped_while_leased(key: str) -> None:
     assert _maps(key) == 0
     raw = Path(SHM_DIR, key.strip("/")).read_bytes()[16:32]
     np.testing.assert_array_equal(np.frombuffer(raw, np.float32), np.arange(4, dtype=np.float32))
+
+
+def test_registrations_are_bounded(key: str) -> None:
+    reg = ShmRegistry()
+    for i in range(MAX_REGIONS):
+        reg.register(f"r{i}", key, 0, 8)
+    with pytest.raises(VinoserveError, match=f"at most {MAX_REGIONS}"):
+        reg.register("one-more", key, 0, 8)
+    reg.unregister("r0")
+    reg.register("one-more", key, 0, 8)
+    reg.close()
+    assert reg.status() == [] and _maps(key) == 0

@@ -15,9 +15,12 @@ Rules kept here:
 * A region in use by a request stays mapped until the request ends (:class:`Lease`), so
   unregistering while requests run is safe; :meth:`ShmRegistry.close` unmaps everything.
 
-Inputs are handed on as read-only views: the runtime copies them once, into the infer request's
-own tensor, before the inference starts (OpenVINO keeps no reference to the array it is given, so a
-zero-copy tensor over the mapping could outlive the mapping when a request is cancelled).
+Inputs are handed on as views of the mapping, which OpenVINO reads in place (zero copy) when the
+layout allows (contiguous, aligned to the element size). The mapping lives as long as any view of
+it: the lease keeps the region registered-or-not until the request ends, and the runtime keeps the
+views it reads until the inference ends, even when the request was cancelled meanwhile
+(:class:`vinoserve.runtime.openvino.InferSlot`). Python's mmap refuses to unmap while a view
+exists, and unmaps when the last one goes.
 """
 
 from __future__ import annotations
@@ -125,8 +128,11 @@ class Lease:
         return region
 
     def input_bytes(self, ref: ShmRef, name: str) -> memoryview:
-        """The read-only bytes of input ``name`` (the decoder checks their size against the tensor)."""
-        return self._region(ref).span(ref, f"input {name}").toreadonly()
+        """The bytes of input ``name`` (the decoder checks their size against the tensor).
+
+        Writable, because OpenVINO shares only writable memory; it does not write to inputs.
+        """
+        return self._region(ref).span(ref, f"input {name}")
 
     def add_output(self, name: str, ref: ShmRef) -> None:
         """Send output ``name`` to ``ref``: the region must exist and hold the span now."""

@@ -262,6 +262,35 @@ def test_unregister_while_a_request_runs(server: RunningServer, regions: Regions
     http_client.close()
 
 
+def test_a_cancelled_request_keeps_its_region_until_the_inference_ends(server: RunningServer,
+                                                                      regions: Regions) -> None:
+    """The client gives up mid-inference and unregisters: OpenVINO still reads the input in place,
+    so the mapping stays until the inference ends, then goes; the server keeps serving."""
+    batch = 32
+    x = np.arange(batch * 10, dtype=np.float32).reshape(batch, 10)
+    h, key = regions.make(x.nbytes)
+    shm.set_shared_memory_region(h, [x])
+    c = tgrpc.InferenceServerClient(server.grpc_address)
+    c.register_system_shared_memory("cut-in", key, x.nbytes)
+    inp = shm_input(c, "b", [batch, 10], "cut-in", x.nbytes)
+    try:
+        c.infer("slow", [inp], client_timeout=0.05)
+    except InferenceServerException as exc:
+        assert "Deadline" in str(exc.message()) or "DEADLINE" in str(exc.status())
+    c.unregister_system_shared_memory()
+    regions.destroy(h)
+    deadline = time.monotonic() + 60
+    while True:
+        gc.collect()
+        if not mapped(key) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not mapped(key)
+    y = np.ones((1, 10), dtype=np.float32)
+    np.testing.assert_array_equal(c.infer("aff", [plain_input(c, "b", y)]).as_numpy("y"), y * 3)
+    c.close()
+
+
 def test_stop_unmaps_every_region(tmp_path: Path, regions: Regions) -> None:
     s = RunningServer(["--model_name", "aff", "--model_path", str(write_affine(tmp_path / "aff")),
                        "--plugin_config", F32])

@@ -169,7 +169,7 @@ def shm_ref(params: Mapping[str, Any], what: str) -> ShmRef | None:
 
 
 def from_shm(lease: Lease, ref: ShmRef, precision: Precision, shape: tuple[int, ...], name: str) -> np.ndarray:
-    """An input read from shared memory: a read-only view of the region, checked like a raw buffer."""
+    """An input read from shared memory: a view of the region (no copy), checked like a raw buffer."""
     return from_raw(lease.input_bytes(ref, name), precision, shape, name)
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import batching
 import grpc
 import numpy as np
+import shm_bench
 
 from vinoserve.protocol.generated.tensorflow.core.framework import types_pb2
 from vinoserve.protocol.generated.tensorflow_serving.apis import (
@@ -276,6 +277,8 @@ def main() -> int:
                                    rounds=args.batching_rounds, seconds=args.batching_seconds,
                                    server=ServerProcess, free_port=free_port, opts=OPTS,
                                    server_b8_ips=res["server_rps_batch8"] * 8)
+    res["shared_memory"] = shm_bench.run(lambda extra: ServerProcess(model_dir, extra), lambda: raw_throughput(
+        xml, batches[8], args.seconds, nireq), batches[8], args.seconds, nireq, args.repeat)
     (out / "results.json").write_text(json.dumps(res, indent=2))
     return 0
 

@@ -15,6 +15,7 @@ from .errors import StatusCode, VinoserveError
 from .manager.manager import ModelManager
 from .manager.version import ModelVersion
 from .metrics import Metrics
+from .shm import ShmRegistry
 from .types import (
     InferRequest,
     InferResponse,
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 # Decodes a request body once its model version is known, from that version's metadata.
 Decode = Callable[[ModelMetadata], Awaitable[dict[str, np.ndarray]]]
+# KServe v2 protocol extensions, named as Triton names them
+EXTENSIONS = ("system_shared_memory",)
 
 
 class DataPlane:
@@ -37,6 +40,7 @@ class DataPlane:
         self.manager = manager
         self.metrics = metrics
         self.drain = Drain()  # shutting down: not ready, new requests refused
+        self.shm = ShmRegistry()  # system shared memory regions of co-located clients
 
     # -- server -----------------------------------------------------------------------------
     def live(self) -> bool:
@@ -49,7 +53,7 @@ class DataPlane:
 
     def server_metadata(self) -> ServerMetadata:
         """KServe ServerMetadata: name, version, extensions."""
-        return ServerMetadata("vinoserve", __version__)
+        return ServerMetadata("vinoserve", __version__, EXTENSIONS)
 
     # -- models -----------------------------------------------------------------------------
     def model_status(self, name: str, version: int | None = None) -> list[VersionStatus]:

@@ -103,8 +103,10 @@ class Server:
             # A cut request's inference is still running inside OpenVINO, and releasing its compiled
             # model waits for it to end; the process is about to exit, which releases everything.
             log.info("vinoserve stopped (models left to the process exit: an inference is still running)")
+            self.dataplane.shm.close()
             return
         await self.manager.stop()
+        self.dataplane.shm.close()  # every request has ended: nothing maps a region any more
         log.info("vinoserve stopped")
 
 

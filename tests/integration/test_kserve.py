@@ -84,11 +84,11 @@ def test_health_and_server_metadata(server: RunningServer, http: Any, grpc_clien
     assert not http.is_model_ready("nope")
     with pytest.raises(InferenceServerException, match="Model with requested version is not found"):
         grpc_client.is_model_ready("aff", "7")  # NOT_FOUND, which tritonclient raises
-    expected = {"name": "vinoserve", "version": __version__, "extensions": []}
+    expected = {"name": "vinoserve", "version": __version__, "extensions": ["system_shared_memory"]}
     assert http.get_server_metadata() == expected
-    assert grpc_client.get_server_metadata(as_json=True) == {"name": "vinoserve", "version": __version__}
+    assert grpc_client.get_server_metadata(as_json=True) == expected
     meta = grpc_client.get_server_metadata()
-    assert (meta.name, meta.version, list(meta.extensions)) == ("vinoserve", __version__, [])
+    assert (meta.name, meta.version, list(meta.extensions)) == ("vinoserve", __version__, ["system_shared_memory"])
 
 
 def test_model_metadata(http: Any, grpc_client: Any) -> None:

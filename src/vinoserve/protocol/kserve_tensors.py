@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from vinoserve.errors import StatusCode, VinoserveError
 from vinoserve.protocol.shapes import checked_dims, content_size_error, value_count_error
+from vinoserve.shm import Lease, ShmRef
 from vinoserve.types import BY_KSERVE, BY_NAME, Precision, precision_of
 
 STRING = BY_NAME["STRING"]
@@ -142,3 +143,36 @@ def parse_version(version: str | None) -> int | None:
 def dims_of(shape: Any) -> list[int]:
     """Metadata dimensions: static sizes, -1 for a dynamic or ranged dimension."""
     return [d.lo if d.is_static else -1 for d in shape]
+
+
+SHM_REGION = "shared_memory_region"
+SHM_BYTE_SIZE = "shared_memory_byte_size"
+SHM_OFFSET = "shared_memory_offset"
+
+
+def shm_ref(params: Mapping[str, Any], what: str) -> ShmRef | None:
+    """The shared memory span a tensor's parameters name (Triton's ``shared_memory_*``), or None.
+
+    ``what`` is ``input x`` or ``output x``, for the error text.
+    """
+    region = params.get(SHM_REGION)
+    if region is None:
+        if SHM_BYTE_SIZE in params or SHM_OFFSET in params:
+            raise VinoserveError(StatusCode.INVALID_ARGUMENT, f"{what} gives a shared memory size or offset "
+                                 f"but no {SHM_REGION}")
+        return None
+    size, offset = params.get(SHM_BYTE_SIZE), params.get(SHM_OFFSET, 0)
+    if type(region) is not str or type(size) is not int or type(offset) is not int or size < 0 or offset < 0:
+        raise VinoserveError(StatusCode.INVALID_ARGUMENT, f"{what} needs {SHM_REGION} (a string), "
+                             f"{SHM_BYTE_SIZE} and optionally {SHM_OFFSET} (non-negative integers)")
+    return ShmRef(region, size, offset)
+
+
+def from_shm(lease: Lease, ref: ShmRef, precision: Precision, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """An input read from shared memory: a view of the region (no copy), checked like a raw buffer."""
+    return from_raw(lease.input_bytes(ref, name), precision, shape, name)
+
+
+def to_shm(lease: Lease, name: str, array: np.ndarray) -> None:
+    """Write an output into the shared memory its request named, in the raw wire layout."""
+    lease.write(name, encode_bytes(array) if array.dtype.kind in ("O", "S", "U") else array)

@@ -195,6 +195,10 @@ class InferSlot:
         self._outputs = outputs
         # tensors this request owns, per input, for inputs that cannot be shared (see _set_input)
         self._own: dict[str, ov.Tensor] = {}
+        # arrays OpenVINO reads in place during the running inference: OpenVINO holds only their
+        # address, so they are kept alive here until it is done (a cancelled caller lets go of them
+        # while the inference still runs, and a shared-memory view must keep its mapping)
+        self._shared: list[np.ndarray] = []
 
     def start(self, inputs: Mapping[str, np.ndarray]) -> asyncio.Future[None]:
         """Set the inputs and start; the future completes when OpenVINO is done with this request."""
@@ -207,15 +211,20 @@ class InferSlot:
             except RuntimeError:  # the loop is closed (process exit): nobody is waiting
                 pass
 
+        shared: list[np.ndarray] = []  # this inference's own list: a late callback clears only its own
+        self._shared = shared
         try:
             for name, arr in inputs.items():
-                self._set_input(name, arr)
+                if self._set_input(name, arr):
+                    shared.append(arr)
             self._request.set_callback(done, None)
             self._request.start_async()
         except Exception as exc:
+            shared.clear()
             raise _translate(exc, StatusCode.INTERNAL, "Inference failed", "could not start") from exc
         # OpenVINO does not call the callback of an inference that fails: watch for that failure
         loop.call_later(_WATCH_FIRST_S, self._watch, fut, _WATCH_FIRST_S)
+        fut.add_done_callback(lambda _: shared.clear())
         return fut
 
     def _watch(self, fut: asyncio.Future[None], delay: float) -> None:
@@ -239,21 +248,24 @@ class InferSlot:
         except Exception as exc:
             raise _translate(exc, StatusCode.INTERNAL, "Inference failed", "inference error") from exc
 
-    def _set_input(self, name: str, arr: np.ndarray) -> None:
+    def _set_input(self, name: str, arr: np.ndarray) -> bool:
+        """Set one input; True when OpenVINO reads ``arr`` in place (zero copy)."""
         t = self._input_types[name]
         if t == ov.Type.string:
             self._request.set_tensor(name, ov.Tensor(np.asarray(arr, dtype=object).astype(bytes)))
-        elif arr.flags.writeable and arr.flags.c_contiguous and t != ov.Type.bf16:
+            return False
+        if arr.flags.writeable and arr.flags.c_contiguous and arr.flags.aligned and t != ov.Type.bf16:
             self._request.set_tensor(name, ov.Tensor(arr, shared_memory=True))  # zero copy
-        else:
-            # read-only wire buffers (np.frombuffer on a message) are copied into a tensor this
-            # request keeps per input, reused while the shape stays the same
-            tensor = self._own.get(name)
-            if tensor is None or tuple(tensor.shape) != arr.shape:
-                tensor = self._own[name] = ov.Tensor(t, ov.Shape(list(arr.shape)))
-            dst = tensor.data.view(np.uint16) if t == ov.Type.bf16 else tensor.data
-            np.copyto(dst.reshape(arr.shape), arr.view(np.uint16) if t == ov.Type.bf16 else arr)
-            self._request.set_tensor(name, tensor)
+            return True
+        # read-only wire buffers (np.frombuffer on a message) are copied into a tensor this
+        # request keeps per input, reused while the shape stays the same
+        tensor = self._own.get(name)
+        if tensor is None or tuple(tensor.shape) != arr.shape:
+            tensor = self._own[name] = ov.Tensor(t, ov.Shape(list(arr.shape)))
+        dst = tensor.data.view(np.uint16) if t == ov.Type.bf16 else tensor.data
+        np.copyto(dst.reshape(arr.shape), arr.view(np.uint16) if t == ov.Type.bf16 else arr)
+        self._request.set_tensor(name, tensor)
+        return False
 
 
 def _describe(shapes: ShapeMap) -> str:

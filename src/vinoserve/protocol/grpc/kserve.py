@@ -2,12 +2,15 @@
 
 Each method parses the request, calls the data plane and encodes the answer; errors go through
 the one gRPC error decorator (:func:`~vinoserve.protocol.grpc.errors.grpc_errors`). Inputs come in
-``raw_input_contents`` (one buffer per input, as tritonclient sends them) or in the typed
-``contents`` fields; outputs always go back in ``raw_output_contents``, BYTES elements with 4-byte
-little-endian length prefixes.
+``raw_input_contents`` (one buffer per input, as tritonclient sends them), in the typed
+``contents`` fields, or in a registered system shared memory region (:mod:`vinoserve.shm`); outputs go back in
+``raw_output_contents`` (BYTES elements with 4-byte little-endian length prefixes) or into the
+shared memory their request names.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import grpc
 import numpy as np
@@ -23,11 +26,15 @@ from vinoserve.protocol.kserve_tensors import (
     datatype_of,
     dims_of,
     from_raw,
+    from_shm,
     from_values,
     parse_version,
     precision_for,
+    shm_ref,
     to_raw,
+    to_shm,
 )
+from vinoserve.shm import Lease
 from vinoserve.types import InferRequest, TensorSpec
 
 PLATFORM = "OpenVINO"
@@ -40,21 +47,33 @@ _CONTENTS_FIELD = {
 }
 
 
-def decode_inputs(request: pb.ModelInferRequest) -> dict[str, np.ndarray]:
-    """Arrays by input name from ``raw_input_contents`` (all inputs) or typed ``contents``."""
+def _params(parameters: Mapping[str, pb.InferParameter]) -> dict[str, object]:
+    """Plain values of a tensor's parameters (only shared memory ones are read)."""
+    return {k: getattr(v, v.WhichOneof("parameter_choice") or "string_param") for k, v in parameters.items()}
+
+
+def decode_inputs(request: pb.ModelInferRequest, lease: Lease) -> dict[str, np.ndarray]:
+    """Arrays by input name from shared memory, ``raw_input_contents`` (every other input), or typed ``contents``."""
     raw = request.raw_input_contents
-    if raw and len(raw) != len(request.inputs):
+    refs = [shm_ref(_params(t.parameters), f"input {t.name}") if t.parameters else None for t in request.inputs]
+    plain = refs.count(None)
+    if raw and len(raw) != plain:
         raise VinoserveError(
             StatusCode.INVALID_ARGUMENT,
-            f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs; give one per input",
+            f"raw_input_contents has {len(raw)} entries for {plain} inputs not in shared memory; give one per input",
         )
     inputs: dict[str, np.ndarray] = {}
-    for i, tensor in enumerate(request.inputs):
+    next_raw = 0
+    for tensor, ref in zip(request.inputs, refs, strict=True):
         name = tensor.name
         precision = precision_for(tensor.datatype, name)
         shape = checked_shape(tensor.shape, precision, name)
+        if ref is not None:
+            inputs[name] = from_shm(lease, ref, precision, shape, name)
+            continue
         if raw:
-            inputs[name] = from_raw(raw[i], precision, shape, name)
+            inputs[name] = from_raw(raw[next_raw], precision, shape, name)
+            next_raw += 1
             continue
         field = _CONTENTS_FIELD.get(precision.kserve)
         if field is None:
@@ -66,6 +85,15 @@ def decode_inputs(request: pb.ModelInferRequest) -> dict[str, np.ndarray]:
     if len(inputs) != len(request.inputs):
         raise VinoserveError(StatusCode.INVALID_ARGUMENT, "an input name is given twice")
     return inputs
+
+
+def requested_outputs(request: pb.ModelInferRequest, lease: Lease) -> list[str] | None:
+    """The names of the requested outputs (None: all); those with shared memory parameters go to the lease."""
+    for o in request.outputs:
+        ref = shm_ref(_params(o.parameters), f"output {o.name}") if o.parameters else None
+        if ref is not None:
+            lease.add_output(o.name, ref)
+    return [o.name for o in request.outputs] or None
 
 
 def _tensor_metadata(out: pb.ModelMetadataResponse.TensorMetadata, spec: TensorSpec) -> None:
@@ -112,17 +140,51 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @grpc_errors
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
-        """Decode the inputs, run the model, encode the (filtered) outputs as raw contents."""
-        result = await self.dataplane.infer(InferRequest(
-            request.model_name, parse_version(request.model_version), decode_inputs(request),
-            [o.name for o in request.outputs] or None, request.id, api="KServe", interface="gRPC",
-        ))
-        response = pb.ModelInferResponse(model_name=result.model_name, model_version=str(result.model_version),
-                                         id=result.id)
-        for name, array in result.outputs.items():
-            response.outputs.add(name=name, datatype=datatype_of(array), shape=array.shape)
-            response.raw_output_contents.append(to_raw(array))
+        """Decode the inputs, run the model, encode the (filtered) outputs as raw contents.
+
+        An output sent to shared memory gets its metadata and an empty raw entry, so the raw
+        contents stay aligned with the outputs (as Triton answers, and tritonclient reads).
+        """
+        with self.dataplane.shm.lease() as lease:
+            inputs = decode_inputs(request, lease)
+            result = await self.dataplane.infer(InferRequest(
+                request.model_name, parse_version(request.model_version), inputs,
+                requested_outputs(request, lease), request.id, api="KServe", interface="gRPC",
+            ))
+            response = pb.ModelInferResponse(model_name=result.model_name, model_version=str(result.model_version),
+                                             id=result.id)
+            for name, array in result.outputs.items():
+                response.outputs.add(name=name, datatype=datatype_of(array), shape=array.shape)
+                if name in lease.outputs:
+                    to_shm(lease, name, array)
+                    response.raw_output_contents.append(b"")
+                else:
+                    response.raw_output_contents.append(to_raw(array))
         return response
+
+    @grpc_errors
+    async def SystemSharedMemoryStatus(self, request: pb.SystemSharedMemoryStatusRequest,
+                                       context: Context) -> pb.SystemSharedMemoryStatusResponse:
+        """Registered regions: the one named, or all of them."""
+        response = pb.SystemSharedMemoryStatusResponse()
+        for r in self.dataplane.shm.status(request.name):
+            response.regions[r.name].CopyFrom(pb.SystemSharedMemoryStatusResponse.RegionStatus(
+                name=r.name, key=r.key, offset=r.offset, byte_size=r.byte_size))
+        return response
+
+    @grpc_errors
+    async def SystemSharedMemoryRegister(self, request: pb.SystemSharedMemoryRegisterRequest,
+                                         context: Context) -> pb.SystemSharedMemoryRegisterResponse:
+        """Map a region of a shared-memory object under a name."""
+        self.dataplane.shm.register(request.name, request.key, request.offset, request.byte_size)
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    @grpc_errors
+    async def SystemSharedMemoryUnregister(self, request: pb.SystemSharedMemoryUnregisterRequest,
+                                           context: Context) -> pb.SystemSharedMemoryUnregisterResponse:
+        """Forget one region, or all of them when no name is given."""
+        self.dataplane.shm.unregister(request.name)
+        return pb.SystemSharedMemoryUnregisterResponse()
 
 
 def add_kserve_servicer(dataplane: DataPlane, server: grpc.aio.Server) -> None:

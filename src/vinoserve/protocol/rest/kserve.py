@@ -1,4 +1,5 @@
-"""KServe v2 REST routes (SPEC §5): health, server and model metadata, model ready, infer.
+"""KServe v2 REST routes (SPEC §5): health, server and model metadata, model ready, infer
+(and, from :mod:`.kserve_shm`, system shared memory).
 
 Each route parses, calls the data plane and encodes; errors are raised as
 :class:`~vinoserve.errors.VinoserveError` and turned into ``{"error": ...}`` by the app.
@@ -12,8 +13,9 @@ from aiohttp import web
 
 from vinoserve.dataplane import DataPlane
 from vinoserve.protocol.kserve_tensors import dims_of, parse_version
+from vinoserve.protocol.rest import kserve_shm
 from vinoserve.protocol.rest.jsoncodec import json_response
-from vinoserve.protocol.rest.kserve_json import HEADER_LENGTH, encode_infer, parse_infer
+from vinoserve.protocol.rest.kserve_json import HEADER_LENGTH, encode_infer, parse_infer, use_shm
 from vinoserve.protocol.rest.offload import outputs_size, run_sized
 from vinoserve.types import InferRequest, ModelMetadata, ServerMetadata, TensorSpec
 
@@ -78,11 +80,13 @@ class KServeRoutes:
         """``POST .../infer``: JSON tensors or the binary tensor extension, both ways."""
         body = await request.read()
         parsed = await run_sized(len(body), parse_infer, body, request.headers.get(HEADER_LENGTH))
-        result = await self.dataplane.infer(InferRequest(
-            request.match_info["name"], _version(request), parsed.inputs, parsed.outputs, parsed.id,
-            api="KServe", interface="REST",
-        ))
-        data, header_length = await run_sized(outputs_size(result.outputs), encode_infer, result, parsed)
+        with self.dataplane.shm.lease() as lease:
+            use_shm(parsed, lease)
+            result = await self.dataplane.infer(InferRequest(
+                request.match_info["name"], _version(request), parsed.inputs, parsed.outputs, parsed.id,
+                api="KServe", interface="REST",
+            ))
+            data, header_length = await run_sized(outputs_size(result.outputs), encode_infer, result, parsed, lease)
         if header_length is None:
             return web.Response(body=data, content_type="application/json")
         return web.Response(body=data, content_type="application/octet-stream",
@@ -99,3 +103,4 @@ def add_routes(router: web.UrlDispatcher, dataplane: DataPlane) -> None:
         router.add_get(base, r.model_metadata)
         router.add_get(base + "/ready", r.model_ready)
         router.add_post(base + "/infer", r.infer)
+    kserve_shm.add_routes(router, dataplane)

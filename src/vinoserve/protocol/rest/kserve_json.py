@@ -19,14 +19,18 @@ from vinoserve.protocol.kserve_tensors import (
     checked_shape,
     datatype_of,
     from_raw,
+    from_shm,
     precision_for,
+    shm_ref,
     to_raw,
+    to_shm,
     to_values,
 )
 from vinoserve.protocol.rest.jsonarray import json_array
 from vinoserve.protocol.rest.jsoncodec import dumps, loads
 from vinoserve.protocol.shapes import content_size_error, value_count_error
-from vinoserve.types import InferResponse
+from vinoserve.shm import Lease, ShmRef
+from vinoserve.types import InferResponse, Precision
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -44,6 +48,9 @@ class ParsedInfer:
     id: str = ""
     binary_default: bool = False
     binary: dict[str, bool] = field(default_factory=dict)
+    # inputs and outputs in shared memory; inputs are read once a lease holds their regions
+    shm_inputs: dict[str, tuple[ShmRef, Precision, tuple[int, ...]]] = field(default_factory=dict)
+    shm_outputs: dict[str, ShmRef] = field(default_factory=dict)
 
     def wants_binary(self, name: str) -> bool:
         """Per-output ``binary_data`` wins over the request's ``binary_data_output``."""
@@ -78,6 +85,24 @@ def _typed(obj: dict[str, Any], key: str, kind: type, default: Any) -> Any:
     if type(value) is not kind:
         raise _invalid(f"{key} must be a {'boolean' if kind is bool else 'string'}")
     return value
+
+
+def _shm_input(tensor: Any) -> tuple[str, ShmRef, Precision, tuple[int, ...]] | None:
+    """An input whose parameters name shared memory: its name, span, precision and shape; else None."""
+    if not isinstance(tensor, dict) or not isinstance(tensor.get("parameters"), dict):
+        return None
+    name = tensor.get("name")
+    params = tensor["parameters"]
+    ref = shm_ref(params, f"input {name}")
+    if ref is None:
+        return None
+    datatype, shape = tensor.get("datatype"), tensor.get("shape")
+    if not isinstance(name, str) or not isinstance(datatype, str) or not isinstance(shape, list):
+        raise _invalid("every input needs a name, a datatype and a shape")
+    if "data" in tensor or "binary_data_size" in params:
+        raise _invalid(f"input {name} is in shared memory and must not carry data too")
+    precision = precision_for(datatype, name)
+    return name, ref, precision, checked_shape(shape, precision, name)
 
 
 def _input(tensor: Any, binary: memoryview, offset: int) -> tuple[str, np.ndarray, int]:
@@ -116,10 +141,18 @@ def parse_infer(body: bytes, header_length: str | None) -> ParsedInfer:
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
         raise _invalid("the request needs an inputs list")
     inputs: dict[str, np.ndarray] = {}
+    shm_inputs: dict[str, tuple[ShmRef, Precision, tuple[int, ...]]] = {}
     offset = 0
     for tensor in doc["inputs"]:
+        shm = _shm_input(tensor)
+        if shm is not None:
+            name = shm[0]
+            if name in inputs or name in shm_inputs:
+                raise _invalid(f"input {name} is given twice")
+            shm_inputs[name] = shm[1:]
+            continue
         name, array, offset = _input(tensor, binary, offset)
-        if name in inputs:
+        if name in inputs or name in shm_inputs:
             raise _invalid(f"input {name} is given twice")
         inputs[name] = array
     if offset != len(binary):
@@ -128,7 +161,7 @@ def parse_infer(body: bytes, header_length: str | None) -> ParsedInfer:
             f"{len(binary) - offset} bytes of binary data follow the inputs' binary_data_size total",
         )
     parsed = ParsedInfer(inputs, None, _typed(doc, "id", str, ""),
-                         _typed(_params(doc), "binary_data_output", bool, False))
+                         _typed(_params(doc), "binary_data_output", bool, False), shm_inputs=shm_inputs)
     requested = doc.get("outputs")
     if requested is not None:
         if not isinstance(requested, list) or not all(isinstance(o, dict) and type(o.get("name")) is str
@@ -139,16 +172,33 @@ def parse_infer(body: bytes, header_length: str | None) -> ParsedInfer:
             flag = _typed(_params(o), "binary_data", bool, None)
             if flag is not None:
                 parsed.binary[o["name"]] = flag
+            ref = shm_ref(_params(o), f"output {o['name']}")
+            if ref is not None:
+                parsed.shm_outputs[o["name"]] = ref
     return parsed
 
 
-def encode_infer(result: InferResponse, parsed: ParsedInfer) -> tuple[bytes, int | None]:
-    """The response body, and the JSON header length when binary outputs follow it."""
+def use_shm(parsed: ParsedInfer, lease: Lease) -> None:
+    """Read the shared memory inputs and hold the outputs' regions, under ``lease`` (on the event loop)."""
+    for name, (ref, precision, dims) in parsed.shm_inputs.items():
+        parsed.inputs[name] = from_shm(lease, ref, precision, dims, name)
+    for name, ref in parsed.shm_outputs.items():
+        lease.add_output(name, ref)
+
+
+def encode_infer(result: InferResponse, parsed: ParsedInfer, lease: Lease | None = None) -> tuple[bytes, int | None]:
+    """The response body, and the JSON header length when binary outputs follow it.
+
+    Outputs that ``lease`` sends to shared memory are written there and answered with their
+    metadata only, as Triton does.
+    """
     outputs: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for name, array in result.outputs.items():
         entry: dict[str, Any] = {"name": name, "datatype": datatype_of(array), "shape": list(array.shape)}
-        if parsed.wants_binary(name):
+        if lease is not None and name in lease.outputs:
+            to_shm(lease, name, array)
+        elif parsed.wants_binary(name):
             raw = to_raw(array)
             entry["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)

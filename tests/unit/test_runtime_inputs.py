@@ -1,0 +1,55 @@
+"""How an infer request takes its inputs: zero copy for writable arrays, kept alive while in use."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from pathlib import Path
+
+import numpy as np
+
+from vinoserve.runtime.openvino import Runtime
+
+from ..helpers.models import write_slow
+
+
+def test_an_array_read_in_place_lives_until_the_inference_ends(tmp_path: Path) -> None:
+    """OpenVINO keeps only the address of a zero-copy input: the slot holds the array until the
+    inference is done, even when the caller has gone (a cancelled request), then lets it go."""
+    xml = write_slow(tmp_path / "slow", size=256, repeat=2048) / "1" / "model.xml"
+    variant = Runtime().read(xml).compile(None, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}, 1)
+    slot = variant.slots[0]
+
+    async def run() -> tuple[bool, bool, np.ndarray]:
+        x = np.arange(4 * 256, dtype=np.float32).reshape(4, 256)
+        ref = weakref.ref(x)
+        done = slot.start({"x": x})
+        del x  # the caller lets go while the inference may still run
+        gc.collect()
+        alive_while_running = ref() is not None  # done cannot complete before this coroutine yields
+        await done
+        await asyncio.sleep(0)  # done callbacks run
+        gc.collect()
+        return alive_while_running, ref() is None, slot.result()["y"]
+
+    alive, released, y = asyncio.run(run())
+    assert alive and released
+    np.testing.assert_array_equal(y, np.roll(np.arange(4 * 256, dtype=np.float32).reshape(4, 256), 8, axis=1))
+
+
+def test_read_only_and_unaligned_arrays_are_copied(tmp_path: Path) -> None:
+    xml = write_slow(tmp_path / "slow", size=16, repeat=2) / "1" / "model.xml"
+    slot = Runtime().read(xml).compile(None, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}, 1).slots[0]
+    buf = bytearray(4 * 16 + 1)
+    unaligned = np.frombuffer(memoryview(buf)[1:], dtype=np.float32).reshape(1, 16)
+    read_only = np.frombuffer(bytes(64), dtype=np.float32).reshape(1, 16)
+
+    async def run(x: np.ndarray) -> np.ndarray:
+        await slot.start({"x": x})
+        assert not slot._shared  # nothing held: OpenVINO read a copy
+        return slot.result()["y"]
+
+    for x in (unaligned, read_only):
+        assert not (x.flags.writeable and x.flags.aligned)
+        np.testing.assert_array_equal(asyncio.run(run(x)), np.roll(x, 8, axis=1))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -12,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from ..helpers.models import write_affine, write_bool, write_strings
-from ..helpers.server import F32, RunningServer
+from ..helpers.server import RunningServer, serve_models
 
 # `make test` runs a bounded, derandomized pass; `make fuzz` raises the count.
 EXAMPLES = int(os.environ.get("VINOSERVE_FUZZ_EXAMPLES", "150"))
@@ -30,10 +29,7 @@ def start_server(root: Path) -> RunningServer:
     """aff (FP32 [1,10]), i32 (I32 [-1,10]), str (STRING [-1]), bool (BOOL [1,4]); gRPC and REST."""
     paths = {"aff": write_affine(root / "aff"), "i32": write_affine(root / "i32", shape=[-1, 10], dtype=np.int32),
              "str": write_strings(root / "str"), "bool": write_bool(root / "bool")}
-    entries = [{"config": {"name": n, "base_path": str(p), "plugin_config": json.loads(F32)}} for n, p in paths.items()]
-    config = root / "config.json"
-    config.write_text(json.dumps({"model_config_list": entries}))
-    return RunningServer(["--config_path", str(config), "--max_request_mb", "8"], rest=True, runtime=None)
+    return serve_models(root, paths, "--max_request_mb", "8")
 
 
 def dims() -> st.SearchStrategy[list[int]]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import socket
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, TypeVar
 
 from vinoserve.cli import build_settings
@@ -71,3 +73,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def serve_models(root: Path, paths: Mapping[str, Path], *flags: str) -> RunningServer:
+    """A server (gRPC and REST) of the model directories ``paths`` by name, from a config.json in ``root``,
+    each at f32 precision; ``flags`` are added to the command line. The caller stops it."""
+    entries = [{"config": {"name": n, "base_path": str(p), "plugin_config": json.loads(F32)}} for n, p in paths.items()]
+    config = root / "config.json"
+    config.write_text(json.dumps({"model_config_list": entries}))
+    return RunningServer(["--config_path", str(config), *flags], rest=True)

@@ -27,7 +27,7 @@ from vinoserve.protocol.generated.tensorflow_serving.apis import (
 
 from ..helpers.clients import tfs_request
 from ..helpers.models import write_affine, write_bool, write_strings
-from ..helpers.server import F32, RunningServer
+from ..helpers.server import RunningServer, serve_models
 
 X = list(range(10))
 BIG = 2**40
@@ -42,10 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     paths = {n: write_affine(root / n, **kw) for n, kw in MODELS.items()}  # type: ignore[arg-type]
     paths["bool"] = write_bool(root / "bool")
     paths["str"] = write_strings(root / "str")
-    entries = [{"config": {"name": n, "base_path": str(p), "plugin_config": json.loads(F32)}} for n, p in paths.items()]
-    config = root / "config.json"
-    config.write_text(json.dumps({"model_config_list": entries}))
-    s = RunningServer(["--config_path", str(config)], rest=True, runtime=None)
+    s = serve_models(root, paths)
     yield s
     s.stop()
 

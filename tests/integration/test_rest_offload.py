@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from vinoserve.protocol.rest import tfs as rest_tfs
 from vinoserve.protocol.rest.tfs_json import parse_predict
 
 from ..helpers.models import write_affine
-from ..helpers.server import F32, RunningServer
+from ..helpers.server import RunningServer, serve_models
 
 SMALL_CLIENT = """
 import sys, time
@@ -47,10 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """aff (FP32 [1,10]) for the small requests, dyn (FP32 [-1,10]) for the large one."""
     root = tmp_path_factory.mktemp("offload")
     paths = {"aff": write_affine(root / "aff"), "dyn": write_affine(root / "dyn", shape=[-1, 10])}
-    entries = [{"config": {"name": n, "base_path": str(p), "plugin_config": json.loads(F32)}} for n, p in paths.items()]
-    config = root / "config.json"
-    config.write_text(json.dumps({"model_config_list": entries}))
-    s = RunningServer(["--config_path", str(config)], rest=True, runtime=None)
+    s = serve_models(root, paths)
     yield s
     s.stop()
 

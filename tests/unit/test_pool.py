@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
@@ -27,6 +28,18 @@ class FakeSlot:
         self.fail_start = False
         self.fail_result = False
         self.on_result: Callable[[], object] | None = None
+        self.device_seconds: float | None = None  # untimed: every inference is handed off
+        self.inline: list[object] = []
+        self.inline_seconds = 0.0  # how long an inline inference blocks
+
+
+    def run(self, inputs: object) -> tuple[int, object]:
+        assert self.running is None or self.running.done(), f"slot {self.n} run inline while still running"
+        self.inline.append(inputs)
+        time.sleep(self.inline_seconds)
+        if self.fail_result:
+            raise VinoserveError(StatusCode.INTERNAL, "inference error")
+        return self.n, inputs
 
     def start(self, inputs: object) -> asyncio.Future[None]:
         assert self.running is None or self.running.done(), f"slot {self.n} started while still running"
@@ -155,4 +168,56 @@ def test_a_failed_start_or_inference_gives_the_slot_back() -> None:
         assert pool.idle == 1
         slot.fail_result = False
         assert (await asyncio.wait_for(pool.run("c"), WAIT))[0] == (0, "c")
+    asyncio.run(go())
+
+
+def test_fast_inferences_run_inline_once_timed_and_large_or_slow_ones_are_handed_off() -> None:
+    async def go() -> None:
+        slot = FakeSlot(0, auto=True)
+        pool: RequestPool[str, tuple[int, object]] = RequestPool([slot])
+        slot.device_seconds = 20e-6  # 20 µs for 40 bytes: a tiny model
+        for i in range(3):  # timed first, through the runtime's threads
+            assert (await asyncio.wait_for(pool.run(f"timed{i}", 40), WAIT))[0] == (0, f"timed{i}")
+        assert slot.inline == [] and len(slot.starts) == 3
+        (_, inputs), waited, took = await asyncio.wait_for(pool.run("fast", 40), WAIT)
+        assert inputs == "fast" and slot.inline == ["fast"] and len(slot.starts) == 3
+        assert waited == 0.0 and took >= 0 and pool.idle == 1
+        # the same model on 1000× the bytes is predicted at ~20 ms: handed off
+        await asyncio.wait_for(pool.run("large", 40_000), WAIT)
+        assert slot.starts[-1] == "large" and slot.inline == ["fast"]
+        # a model that turns out slower inline (5 ms) is handed off again after one such inference
+        slot.inline_seconds = 0.005
+        await asyncio.wait_for(pool.run("slow", 40), WAIT)
+        assert slot.inline == ["fast", "slow"] and not pool.inline(40)
+        await asyncio.wait_for(pool.run("after", 40), WAIT)
+        assert slot.starts[-1] == "after" and slot.inline == ["fast", "slow"]
+    asyncio.run(go())
+
+
+def test_inline_needs_a_free_slot_and_a_failure_gives_it_back() -> None:
+    async def go() -> None:
+        slot = FakeSlot(0)
+        pool: RequestPool[str, tuple[int, object]] = RequestPool([slot])
+        slot.device_seconds = 1e-6
+        for i in range(3):
+            task = asyncio.create_task(pool.run(f"timed{i}", 40))
+            await settle()
+            slot.finish()
+            await asyncio.wait_for(task, WAIT)
+        assert pool.inline(40)
+        busy = asyncio.create_task(pool.run("busy", 1_000_000))  # handed off: holds the only slot
+        await settle()
+        assert not pool.inline(40)
+        queued = asyncio.create_task(pool.run("queued", 40))  # no free slot: it waits, then is handed off
+        await settle()
+        assert slot.starts[-1] == "busy" and not queued.done()
+        slot.finish()
+        await settle()
+        assert slot.starts[-1] == "queued"
+        slot.finish()
+        await asyncio.wait_for(asyncio.gather(busy, queued), WAIT)
+        slot.fail_result = True
+        with pytest.raises(VinoserveError, match="inference error"):
+            await asyncio.wait_for(pool.run("fails", 40), WAIT)
+        assert slot.inline[-1] == "fails" and pool.idle == 1
     asyncio.run(go())

@@ -149,7 +149,7 @@ class ModelVersion:
         real = check_request(zeros(self._rules, shapes), self._rules, self._current_shapes())
         key = tuple(sorted((n, self._rules[n].key_dims(a.shape)) for n, a in real.items()))
         async with self._variants.use(lambda: key, lambda: "warmup " + describe(key), warmup=True) as variant:
-            await variant.pool.run(real)
+            await variant.pool.run(real, _nbytes(real))
 
     def served_most(self, k: int) -> list[VariantKey]:
         """Up to ``k`` shape variants this version served most (none unless AVAILABLE under ``auto``)."""
@@ -232,7 +232,7 @@ class ModelVersion:
             return "request " + " ".join(f"{n}{a.shape}".replace(" ", "") for n, a in sorted(real.items()))
 
         async with self._variants.use(key, cause) as variant:
-            outs, waited, took = await variant.pool.run(real)
+            outs, waited, took = await variant.pool.run(real, _nbytes(real))
         self._metrics.wait_for_infer_req_time.labels(*self._labels).observe(waited)
         self._metrics.inference_time.labels(*self._labels).observe(took)
         return outs
@@ -255,3 +255,8 @@ class ModelVersion:
             dims = [0] + [d.lo if d.is_static else 0 for d in p.shape[1:]]
             out[p.name] = np.zeros(dims[: len(p.shape)], dtype=p.precision.np_dtype)
         return out
+
+
+def _nbytes(arrays: dict[str, np.ndarray]) -> int:
+    """The bytes of a request's inputs, which scale how long its inference is predicted to take."""
+    return sum(a.nbytes for a in arrays.values())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,42 +183,60 @@ class CompiledVariant:
 
 
 class InferSlot:
-    """One OpenVINO infer request: start one inference on it, then read its outputs.
+    """One OpenVINO infer request: start one inference on it, then read its outputs; or run one inline.
 
-    The inference runs on OpenVINO's own threads (``start_async``); its completion resolves an
-    asyncio future from OpenVINO's callback, so the event loop never blocks on a model. Nothing
-    here decides when or on which request an inference runs: that is :mod:`vinoserve.scheduling.pool`.
+    ``start`` runs the inference on OpenVINO's own threads; its completion resolves an asyncio
+    future from OpenVINO's callback, so the event loop never blocks on a model. ``run`` infers on
+    the calling thread (OpenVINO releases the GIL meanwhile), for models that take less time than
+    that hand-off. Nothing here decides when, how or on which request an inference runs: that is
+    :mod:`vinoserve.scheduling.pool`.
     """
 
     def __init__(self, request: ov.InferRequest, input_types: Mapping[str, ov.Type], outputs: list[Port]) -> None:
         self._request = request
         self._input_types = input_types
         self._outputs = outputs
-        # tensors this request owns, per input, for inputs that cannot be shared (see _set_input)
-        self._own: dict[str, ov.Tensor] = {}
+        # per input that cannot be shared (see _set_input): the shape, a tensor this request owns and
+        # a numpy view of its memory, reused while the shape stays the same
+        self._own: dict[str, tuple[tuple[int, ...], ov.Tensor, np.ndarray]] = {}
         # arrays OpenVINO reads in place during the running inference: OpenVINO holds only their
         # address, so they are kept alive here until it is done (a cancelled caller lets go of them
         # while the inference still runs, and a shared-memory view must keep its mapping)
         self._shared: list[np.ndarray] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fut: asyncio.Future[None] | None = None
+        self._started = 0.0
+        self._device_seconds: float | None = None
+
+    @property
+    def device_seconds(self) -> float | None:
+        """Seconds from ``start`` to OpenVINO's completion callback of the last inference (None: none yet)."""
+        return self._device_seconds
+
+    def _done(self, _: object) -> None:  # on an OpenVINO thread
+        self._device_seconds = time.perf_counter() - self._started
+        loop, fut = self._loop, self._fut
+        if loop is None or fut is None:
+            return
+        try:
+            loop.call_soon_threadsafe(_resolve, fut)
+        except RuntimeError:  # the loop is closed (process exit): nobody is waiting
+            pass
 
     def start(self, inputs: Mapping[str, np.ndarray]) -> asyncio.Future[None]:
         """Set the inputs and start; the future completes when OpenVINO is done with this request."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-
-        def done(_: object) -> None:  # on an OpenVINO thread
-            try:
-                loop.call_soon_threadsafe(_resolve, fut)
-            except RuntimeError:  # the loop is closed (process exit): nobody is waiting
-                pass
-
         shared: list[np.ndarray] = []  # this inference's own list: a late callback clears only its own
         self._shared = shared
         try:
             for name, arr in inputs.items():
                 if self._set_input(name, arr):
                     shared.append(arr)
-            self._request.set_callback(done, None)
+            if self._loop is None:  # one callback for the request's life; it reads the current future
+                self._request.set_callback(self._done, None)
+            self._loop, self._fut = loop, fut
+            self._started = time.perf_counter()
             self._request.start_async()
         except Exception as exc:
             shared.clear()
@@ -244,9 +263,26 @@ class InferSlot:
         """The outputs (by model name) of the inference that completed; raises if it failed."""
         try:
             self._request.wait()  # returns at once (it has completed); raises if the inference failed
-            return {p.name: _read(self._request.get_tensor(p.name), p) for p in self._outputs}
+            return self._read_outputs()
         except Exception as exc:
             raise _translate(exc, StatusCode.INTERNAL, "Inference failed", "inference error") from exc
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Set the inputs, infer on this thread and return the outputs (by model name).
+
+        Arrays read in place need no keeping: the caller holds them until this returns.
+        """
+        try:
+            for name, arr in inputs.items():
+                self._set_input(name, arr)
+            self._request.infer()
+            return self._read_outputs()
+        except Exception as exc:
+            raise _translate(exc, StatusCode.INTERNAL, "Inference failed", "inference error") from exc
+
+    def _read_outputs(self) -> dict[str, np.ndarray]:
+        get = self._request.get_tensor
+        return {p.name: _read(get(p.name), p) for p in self._outputs}
 
     def _set_input(self, name: str, arr: np.ndarray) -> bool:
         """Set one input; True when OpenVINO reads ``arr`` in place (zero copy)."""
@@ -259,12 +295,13 @@ class InferSlot:
             return True
         # read-only wire buffers (np.frombuffer on a message) are copied into a tensor this
         # request keeps per input, reused while the shape stays the same
-        tensor = self._own.get(name)
-        if tensor is None or tuple(tensor.shape) != arr.shape:
-            tensor = self._own[name] = ov.Tensor(t, ov.Shape(list(arr.shape)))
-        dst = tensor.data.view(np.uint16) if t == ov.Type.bf16 else tensor.data
-        np.copyto(dst.reshape(arr.shape), arr.view(np.uint16) if t == ov.Type.bf16 else arr)
-        self._request.set_tensor(name, tensor)
+        own = self._own.get(name)
+        if own is None or own[0] != arr.shape:
+            tensor = ov.Tensor(t, ov.Shape(list(arr.shape)))
+            data = tensor.data.view(np.uint16) if t == ov.Type.bf16 else tensor.data
+            own = self._own[name] = (arr.shape, tensor, data.reshape(arr.shape))
+        np.copyto(own[2], arr.view(np.uint16) if t == ov.Type.bf16 else arr)
+        self._request.set_tensor(name, own[1])
         return False
 
 

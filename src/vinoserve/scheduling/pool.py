@@ -7,6 +7,16 @@ inference runs (a client's deadline) leaves the slot to come back when that infe
 the next caller never gets a request the device still works on.
 
 Waiters are served in arrival order, and a freed slot goes straight to the oldest waiter.
+
+*Inline or handed off.* Handing an inference to the runtime's threads and back to the event loop
+costs two thread hops, 0.2–0.35 ms here: more than a small model takes to run. The pool times the
+inferences of its variant (seconds per input byte, a moving average) and runs one predicted to
+take less than :data:`INLINE_BELOW_S` on the calling thread, which blocks the loop that long (the
+runtime releases the GIL meanwhile); anything predicted longer, and every inference until a few
+have been timed, is handed off. Per byte, because one variant of a dynamic shape serves every
+batch size: a large batch of a small model is predicted long and handed off. An inline inference
+cannot be cancelled half-way (the loop does not run meanwhile), so its slot is back before anything
+else runs.
 """
 
 from __future__ import annotations
@@ -22,15 +32,27 @@ Out_co = TypeVar("Out_co", covariant=True)
 In = TypeVar("In")  # what one inference takes
 Out = TypeVar("Out")  # what one inference gives back
 
+# An inference predicted shorter than this runs inline: about what a hand-off and back costs.
+INLINE_BELOW_S = 0.0003
+_TIMED_FIRST = 3  # inferences timed (handed off) before the first inline one
+_SMOOTHING = 0.2  # weight of the newest timing in the moving average
+
 
 class Slot(Protocol[In_contra, Out_co]):
-    """One infer request: start an inference, then read its result once it is done."""
+    """One infer request: start an inference, then read its result once it is done; or run one inline."""
 
     def start(self, inputs: In_contra) -> asyncio.Future[None]:
         """Start one inference; the future completes when the device is done with this slot."""
 
     def result(self) -> Out_co:
         """The outputs of the inference that just completed; raises if it failed."""
+
+    def run(self, inputs: In_contra) -> Out_co:
+        """One inference to its end on the calling thread; its outputs, or raises."""
+
+    @property
+    def device_seconds(self) -> float | None:
+        """How long the device took on the last inference started with :meth:`start` (None: unknown)."""
 
 
 class RequestPool(Generic[In, Out]):
@@ -40,14 +62,38 @@ class RequestPool(Generic[In, Out]):
         self._idle: list[Slot[In, Out]] = list(slots)
         self.size = len(self._idle)
         self._waiters: deque[asyncio.Future[Slot[In, Out]]] = deque()
+        self._per_byte = 0.0  # seconds per input byte, moving average
+        self._timed = 0
 
     @property
     def idle(self) -> int:
         """Slots free right now (all ``size`` of them when nothing runs)."""
         return len(self._idle)
 
-    async def run(self, inputs: In) -> tuple[Out, float, float]:
-        """One inference on a free slot: (result, seconds waited for the slot, seconds running)."""
+    def inline(self, size: int) -> bool:
+        """Whether an inference on ``size`` input bytes would run on the calling thread now."""
+        return bool(self._idle) and self._timed >= _TIMED_FIRST and self._per_byte * size < INLINE_BELOW_S
+
+    def _learn(self, seconds: float, size: int) -> None:
+        per_byte = seconds / max(size, 1)
+        self._per_byte = per_byte if self._timed == 0 else self._per_byte + _SMOOTHING * (per_byte - self._per_byte)
+        self._timed += 1
+
+    async def run(self, inputs: In, size: int = 1) -> tuple[Out, float, float]:
+        """One inference on a free slot: (result, seconds waited for the slot, seconds running).
+
+        ``size``: the bytes of ``inputs``, which scale the predicted time (see the module's docstring).
+        """
+        if self.inline(size):
+            slot = self._idle.pop()
+            t = time.perf_counter()
+            try:
+                out = slot.run(inputs)
+            finally:
+                self._put_back(slot)
+            took = time.perf_counter() - t
+            self._learn(took, size)
+            return out, 0.0, took
         t0 = time.perf_counter()
         slot = self._idle.pop() if self._idle else await self._wait()
         t1 = time.perf_counter()
@@ -67,6 +113,9 @@ class RequestPool(Generic[In, Out]):
         try:
             return slot.result(), t1 - t0, t2 - t1
         finally:
+            seconds = slot.device_seconds
+            if seconds is not None:
+                self._learn(seconds, size)
             self._put_back(slot)
 
     async def _wait(self) -> Slot[In, Out]:

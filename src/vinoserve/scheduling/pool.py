@@ -36,6 +36,9 @@ Out = TypeVar("Out")  # what one inference gives back
 INLINE_BELOW_S = 0.0003
 _TIMED_FIRST = 3  # inferences timed (handed off) before the first inline one
 _SMOOTHING = 0.2  # weight of the newest timing in the moving average
+# A timing counts for at most this many times the average: one inference preempted on a busy machine
+# does not send the next ones off the loop, while a model that is really slower gets there in a few runs.
+_OUTLIER = 4.0
 
 
 class Slot(Protocol[In_contra, Out_co]):
@@ -76,7 +79,11 @@ class RequestPool(Generic[In, Out]):
 
     def _learn(self, seconds: float, size: int) -> None:
         per_byte = seconds / max(size, 1)
-        self._per_byte = per_byte if self._timed == 0 else self._per_byte + _SMOOTHING * (per_byte - self._per_byte)
+        if self._timed == 0:
+            self._per_byte = per_byte
+        else:
+            per_byte = min(per_byte, _OUTLIER * self._per_byte)
+            self._per_byte += _SMOOTHING * (per_byte - self._per_byte)
         self._timed += 1
 
     async def run(self, inputs: In, size: int = 1) -> tuple[Out, float, float]:

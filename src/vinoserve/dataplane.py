@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
@@ -99,8 +98,27 @@ class DataPlane:
         """
         mv = self._version_for(request)
         inputs = request.inputs if decode is None else await decode(mv.metadata())
-        with self._counted(mv, request):
+        series = mv.series.call(request.api, request.interface) if mv.series is not None else None
+        start = time.perf_counter()
+        if series is not None:
+            series.current.inc()
+        try:
             outputs = await mv.infer(inputs, request.requested_outputs)
+        except VinoserveError:
+            if series is not None:
+                series.fail.inc()
+            raise
+        except Exception as exc:  # anything unexpected becomes INTERNAL; the server stays up
+            log.exception("inference failed on model %s version %s", mv.name, mv.version)
+            if series is not None:
+                series.fail.inc()
+            raise VinoserveError(StatusCode.INTERNAL) from exc
+        finally:
+            if series is not None:
+                series.current.dec()
+        if series is not None:
+            series.success.inc()
+            series.request_time.observe(time.perf_counter() - start)
         return InferResponse(mv.name, mv.version, outputs, request.id)
 
     def _version_for(self, request: InferRequest) -> ModelVersion:
@@ -115,30 +133,10 @@ class DataPlane:
             self._count_unserved(request, exc.code)
             raise
 
-    @contextmanager
-    def _counted(self, mv: ModelVersion, request: InferRequest) -> Iterator[None]:
-        """The request metrics of one inference on ``mv``: in progress, failed or served, and its time."""
-        m = self.metrics
-        labels = (mv.name, str(mv.version))
-        start = time.perf_counter()
-        gauge = m.current_requests.labels(*labels)
-        gauge.inc()
-        try:
-            yield
-        except VinoserveError:
-            m.requests_fail.labels(*labels, request.api, request.interface, "infer").inc()
-            raise
-        except Exception as exc:  # anything unexpected becomes INTERNAL; the server stays up
-            log.exception("inference failed on model %s version %s", mv.name, mv.version)
-            m.requests_fail.labels(*labels, request.api, request.interface, "infer").inc()
-            raise VinoserveError(StatusCode.INTERNAL) from exc
-        finally:
-            gauge.dec()
-        m.requests_success.labels(*labels, request.api, request.interface, "infer").inc()
-        m.request_time.labels(*labels, request.api, request.interface).observe(time.perf_counter() - start)
-
     def _count_unserved(self, request: InferRequest, code: StatusCode) -> None:
         """A version that exists (loading, or retired) counts as its own failure; the rest as refusals."""
+        if not self.metrics.per_request:
+            return
         model = self.manager.models.get(request.model_name)
         version = request.model_version
         if model is not None and not model.removed and version and version in model.versions:

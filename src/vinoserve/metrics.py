@@ -1,11 +1,18 @@
 """Prometheus metrics (SPEC §5 Metrics), kept in one registry per server.
 
+Per-request series (request counts and times, infer-request wait, inference time, variant cache
+hits and misses) are updated only with ``--metrics_enable``: without it nobody can read them, and
+on small requests their updates are a measurable share of the server's own time. Each version
+resolves its labelled series once (:class:`VersionSeries`), not with a ``labels()`` lookup per request.
+
 Series are labelled only with models and versions that exist: a request for a model or version
 that does not exist is counted in ``vinoserve_requests_refused`` by api, interface and reason, a
 fixed set of series, so clients cannot grow the registry with names of their own.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
@@ -24,9 +31,14 @@ REFUSALS = (StatusCode.MODEL_NOT_FOUND, StatusCode.VERSION_NOT_FOUND, StatusCode
 
 
 class Metrics:
-    """All server metrics; ``registry`` is what ``GET /metrics`` renders."""
+    """All server metrics; ``registry`` is what ``GET /metrics`` renders.
 
-    def __init__(self) -> None:
+    ``per_request`` False (no ``--metrics_enable``): :meth:`version_series` gives None and nothing
+    is updated per request; load, reshape and variant residency series are kept either way.
+    """
+
+    def __init__(self, per_request: bool = True) -> None:
+        self.per_request = per_request
         r = self.registry = CollectorRegistry()
         self.requests_success = Counter(
             "ovms_requests_success", "Successful requests", (*_MV, "api", "interface", "method"), registry=r
@@ -101,9 +113,13 @@ class Metrics:
             )
         ]
 
+    def version_series(self, name: str, version: str) -> VersionSeries | None:
+        """The per-request series of one version, or None when they are not kept."""
+        return VersionSeries(self, name, version) if self.per_request else None
+
     def refused(self, api: str, interface: str, code: StatusCode) -> None:
         """Count a request that found no model version to run on (the name stays out of the labels)."""
-        if code in REFUSALS and api in APIS and interface in INTERFACES:
+        if self.per_request and code in REFUSALS and api in APIS and interface in INTERFACES:
             self.requests_refused.labels(api, interface, code.name).inc()
 
     def drop_model(self, name: str) -> None:
@@ -118,3 +134,55 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+@dataclass(frozen=True, slots=True)
+class CallSeries:
+    """The series one request updates, for one version, api and interface."""
+
+    current: Gauge
+    success: Counter
+    fail: Counter
+    request_time: Histogram
+
+
+class VersionSeries:
+    """Per-request series of one model version, each labelled on first use and then kept.
+
+    Created on first use rather than up front, so a series appears once it has something to count,
+    as it did with a lookup per request.
+    """
+
+    __slots__ = ("_metrics", "_labels", "_calls", "_timing", "_variant")
+
+    def __init__(self, metrics: Metrics, name: str, version: str) -> None:
+        self._metrics = metrics
+        self._labels = (name, version)
+        self._calls: dict[tuple[str, str], CallSeries] = {}  # at most 2 apis × 2 interfaces
+        self._timing: tuple[Histogram, Histogram] | None = None
+        self._variant: tuple[Counter, Counter] | None = None
+
+    def call(self, api: str, interface: str) -> CallSeries:
+        """In progress, succeeded, failed and request time of requests through ``api`` over ``interface``."""
+        found = self._calls.get((api, interface))
+        if found is None:
+            m, labels = self._metrics, self._labels
+            found = self._calls[(api, interface)] = CallSeries(
+                m.current_requests.labels(*labels), m.requests_success.labels(*labels, api, interface, "infer"),
+                m.requests_fail.labels(*labels, api, interface, "infer"),
+                m.request_time.labels(*labels, api, interface))
+        return found
+
+    def timing(self) -> tuple[Histogram, Histogram]:
+        """(wait for an infer request, inference time)."""
+        if self._timing is None:
+            m = self._metrics
+            self._timing = (m.wait_for_infer_req_time.labels(*self._labels), m.inference_time.labels(*self._labels))
+        return self._timing
+
+    def variant_cache(self) -> tuple[Counter, Counter]:
+        """(hits, misses) of the shape variant cache."""
+        if self._variant is None:
+            m = self._metrics
+            self._variant = (m.variant_hits.labels(*self._labels), m.variant_misses.labels(*self._labels))
+        return self._variant

@@ -34,7 +34,7 @@ class Server:
     def __init__(self, settings: ServerSettings, runtime: Runtime | None = None) -> None:
         self.settings = settings
         self.runtime = runtime or Runtime(settings.cache_dir)
-        self.metrics = Metrics()
+        self.metrics = Metrics(per_request=settings.metrics_enable)
         self.manager = ModelManager(settings.models, self.runtime, self.metrics, settings.config_path,
                                     settings.shape_variants)
         self.dataplane = DataPlane(self.manager, self.metrics)

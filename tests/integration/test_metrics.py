@@ -172,3 +172,25 @@ def test_fixed_shape_model_reports_no_shape_variants(serve: Serve, tmp_path: Pat
     shape_series = {n for (n, ls) in after if dict(ls).get("name") in ("fixed", "any")
                     and (n.startswith("vinoserve_reshape") or n.startswith("vinoserve_variant"))}
     assert shape_series == set()
+
+
+def test_without_metrics_enable_requests_update_no_series(serve: Serve, tmp_path: Path) -> None:
+    base = write_affine(tmp_path / "aff")
+    server = serve(["--model_name", "aff", "--model_path", str(base), "--batch_size", "auto",
+                    "--plugin_config", F32], rest=True)
+    assert _tfs_rest(server, 1).status_code == 200
+    assert _tfs_rest(server, 2).status_code == 200  # a new shape: a reshape, still counted
+    assert _tfs_rest(server, 1).status_code == 200
+    assert requests.post(server.rest_url + "/v1/models/nope:predict", data="{}", timeout=60).status_code == 404
+    registry = server.server.metrics.registry
+    per_request = {"ovms_requests_success", "ovms_requests_fail", "ovms_request_time_seconds",
+                   "ovms_inference_time_seconds", "ovms_wait_for_infer_req_time_seconds", "ovms_current_requests",
+                   "vinoserve_variant_cache_hits", "vinoserve_variant_cache_misses"}
+    updated = {family.name for family in registry.collect() for s in family.samples
+               if family.name in per_request and s.labels.get("name") == "aff"}
+    assert updated == set()
+    assert sum(s.value for family in registry.collect() if family.name == "vinoserve_requests_refused"
+               for s in family.samples if s.name.endswith("_total")) == 0
+    labels = {"name": "aff", "version": "1", "cause": "request"}
+    reshapes = registry.get_sample_value("vinoserve_reshapes_total", labels)
+    assert reshapes == 1

@@ -44,6 +44,7 @@ class ModelVersion:
         self._metrics = metrics
         self._executor = executor
         self._labels = (self.name, str(version))
+        self.series = metrics.version_series(*self._labels)  # None: no per-request metrics
         self._source: SourceModel | None = None
         # shapes fixed at load: one pinned variant; ``auto``: shape variants compiled on request
         self._variants: VariantCache[Variant] = VariantCache(
@@ -233,8 +234,10 @@ class ModelVersion:
 
         async with self._variants.use(key, cause) as variant:
             outs, waited, took = await variant.pool.run(real, _nbytes(real))
-        self._metrics.wait_for_infer_req_time.labels(*self._labels).observe(waited)
-        self._metrics.inference_time.labels(*self._labels).observe(took)
+        if self.series is not None:
+            wait_time, inference_time = self.series.timing()
+            wait_time.observe(waited)
+            inference_time.observe(took)
         return outs
 
     def _ports(self) -> tuple[list[Port], list[Port]]:

@@ -84,6 +84,7 @@ class VariantCache(Generic[V]):
         self._executor = executor
         self._metrics = metrics
         self._labels = labels
+        self._series = metrics.version_series(*labels)  # hits and misses: None without per-request metrics
         self._ready: OrderedDict[VariantKey, _Entry[V]] = OrderedDict()
         self._pending: dict[VariantKey, asyncio.Future[_Entry[V]]] = {}
         self._pin: _Entry[V] | None = None
@@ -170,11 +171,11 @@ class VariantCache(Generic[V]):
         entry = self._ready.get(key)
         if entry is not None:
             self._ready.move_to_end(key)
-            if count:
-                self._metrics.variant_hits.labels(*self._labels).inc()
+            if count and self._series is not None:
+                self._series.variant_cache()[0].inc()
             return entry
-        if count:
-            self._metrics.variant_misses.labels(*self._labels).inc()
+        if count and self._series is not None:
+            self._series.variant_cache()[1].inc()
         fut = self._pending.get(key)
         if fut is None:
             fut = asyncio.get_running_loop().create_future()

@@ -8,6 +8,7 @@ and fixed shapes to the model); ``check_request`` validates a request's tensors 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -139,9 +140,10 @@ def _actual_precision(arr: np.ndarray) -> str:
 
 
 def check_request(inputs: dict[str, np.ndarray], rules: dict[str, InputRule],
-                  current: dict[str, Shape], any_batch: bool = False) -> dict[str, np.ndarray]:
+                  current: Callable[[], dict[str, Shape]], any_batch: bool = False) -> dict[str, np.ndarray]:
     """Validate and return the arrays keyed by real input name; raise the first SPEC error found.
 
+    ``current``: the shapes the model now shows (for error texts only, so asked for only on error).
     ``any_batch``: the batch size is not checked (the batcher pads or splits to a fixed batch).
     """
     if len(inputs) != len(rules):
@@ -154,22 +156,25 @@ def check_request(inputs: dict[str, np.ndarray], rules: dict[str, InputRule],
         real[rule.name] = arr
     for rule in rules.values():
         arr = real[rule.name]
-        where = f"input name: {rule.alias}"
         if not _precision_ok(rule, arr):
             raise VinoserveError(StatusCode.INVALID_PRECISION, f"Expected: {rule.precision.name}; "
-                                 f"Actual: {_actual_precision(arr)}; {where}")
+                                 f"Actual: {_actual_precision(arr)}; input name: {rule.alias}")
         if rule.any_rank:
             continue
-        shown = current.get(rule.name, rule.accepted)
         if arr.ndim != len(rule.accepted):
-            raise VinoserveError(StatusCode.INVALID_RANK, f"Expected: {format_shape(shown)}; "
-                                 f"Actual: {format_shape(arr.shape)}; {where}")
+            raise _shape_error(StatusCode.INVALID_RANK, rule, arr, current)
         bi = rule.batch_index
         if bi >= 0 and bi not in rule.auto_dims and not any_batch and not rule.accepted[bi].accepts(arr.shape[bi]):
             raise VinoserveError(StatusCode.INVALID_BATCH, f"Expected: {rule.accepted[bi]}; "
-                                 f"Actual: {arr.shape[bi]}; {where}")
+                                 f"Actual: {arr.shape[bi]}; input name: {rule.alias}")
         for i, n in enumerate(arr.shape):
             if i != bi and i not in rule.auto_dims and not rule.accepted[i].accepts(n):
-                raise VinoserveError(StatusCode.INVALID_SHAPE, f"Expected: {format_shape(shown)}; "
-                                     f"Actual: {format_shape(arr.shape)}; {where}")
+                raise _shape_error(StatusCode.INVALID_SHAPE, rule, arr, current)
     return real
+
+
+def _shape_error(code: StatusCode, rule: InputRule, arr: np.ndarray,
+                 current: Callable[[], dict[str, Shape]]) -> VinoserveError:
+    shown = current().get(rule.name, rule.accepted)
+    return VinoserveError(code, f"Expected: {format_shape(shown)}; Actual: {format_shape(arr.shape)}; "
+                                f"input name: {rule.alias}")

@@ -36,9 +36,12 @@ class Model:
 
     def default_version(self) -> ModelVersion:
         """The highest AVAILABLE version, or the error that explains why there is none."""
-        available = [v for v in self.versions.values() if v.state == VersionState.AVAILABLE]
-        if available:
-            return max(available, key=lambda v: v.version)
+        best: ModelVersion | None = None
+        for v in self.versions.values():  # once per request: no list, no key function
+            if v.state == VersionState.AVAILABLE and (best is None or v.version > best.version):
+                best = v
+        if best is not None:
+            return best
         if any(v.state <= VersionState.LOADING for v in self.versions.values()):
             raise VinoserveError(StatusCode.VERSION_NOT_LOADED)
         if self.versions:

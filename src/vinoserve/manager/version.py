@@ -147,7 +147,7 @@ class ModelVersion:
         log.info("%s warmed up %s in %.3f s", who, ", ".join(done) or "nothing", time.perf_counter() - start)
 
     async def _warm_one(self, shapes: Shapes) -> None:
-        real = check_request(zeros(self._rules, shapes), self._rules, self._current_shapes())
+        real = check_request(zeros(self._rules, shapes), self._rules, self._current_shapes)
         key = tuple(sorted((n, self._rules[n].key_dims(a.shape)) for n, a in real.items()))
         async with self._variants.use(lambda: key, lambda: "warmup " + describe(key), warmup=True) as variant:
             await variant.pool.run(real, _nbytes(real))
@@ -199,7 +199,7 @@ class ModelVersion:
                 StatusCode.VERSION_NOT_LOADED
             raise VinoserveError(code)
         with self._admission:
-            real = check_request(inputs, self._rules, self._current_shapes(), self._any_batch)
+            real = check_request(inputs, self._rules, self._current_shapes, self._any_batch)
             try:
                 outs = await self._run(real)
             except asyncio.CancelledError:

@@ -52,8 +52,15 @@ def optimal_nireq(model_xml: Path, shape: tuple[int, ...]) -> int:
     return max(n, 2)
 
 
-def run(model_dir: Path, xml: Path, batch: np.ndarray, nireq: int, rounds: int, seconds: float,
-        front_ends: tuple[str, ...] = FRONT_ENDS) -> dict[str, Any]:
+def run(
+    model_dir: Path,
+    xml: Path,
+    batch: np.ndarray,
+    nireq: int,
+    rounds: int,
+    seconds: float,
+    front_ends: tuple[str, ...] = FRONT_ENDS,
+) -> dict[str, Any]:
     """Measure, print the table, draw the chart; req/s and ratios by front end."""
     reqs = calls("resnet", "image", batch)
     names = (*front_ends, SHARED_MEMORY)
@@ -73,18 +80,28 @@ def run(model_dir: Path, xml: Path, batch: np.ndarray, nireq: int, rounds: int, 
             ratios[SHARED_MEMORY].append(rps / raw[-1])
         finally:
             srv.stop()
-        progress(f"  batch 8, round {r + 1}/{rounds}: raw {raw[-1]:.1f} req/s; " + ", ".join(
-            f"{fe} {v[-1]:.2f}×" for fe, v in ratios.items()))
-    res: dict[str, Any] = {"raw_rps": median(raw), "nireq": nireq, "rounds": rounds, "seconds": seconds,
-                           "plugin_config": PLUGIN, "front_ends": {
-                               fe: {"rps": median(srv_rps[fe]), "over_raw": median(ratios[fe])}
-                               for fe in names}}
-    print(f"\nBatch-8 throughput (demo CNN, nireq {nireq}, {nireq + 1} in flight), medians of {rounds} rounds "
-          f"of {seconds:g} s; raw OpenVINO {res['raw_rps']:.1f} req/s:")
+        progress(
+            f"  batch 8, round {r + 1}/{rounds}: raw {raw[-1]:.1f} req/s; "
+            + ", ".join(f"{fe} {v[-1]:.2f}×" for fe, v in ratios.items())
+        )
+    res: dict[str, Any] = {
+        "raw_rps": median(raw),
+        "nireq": nireq,
+        "rounds": rounds,
+        "seconds": seconds,
+        "plugin_config": PLUGIN,
+        "front_ends": {fe: {"rps": median(srv_rps[fe]), "over_raw": median(ratios[fe])} for fe in names},
+    }
+    print(
+        f"\nBatch-8 throughput (demo CNN, nireq {nireq}, {nireq + 1} in flight), medians of {rounds} rounds "
+        f"of {seconds:g} s; raw OpenVINO {res['raw_rps']:.1f} req/s:"
+    )
     for fe, m in res["front_ends"].items():
         print(f"  {fe:<12} {m['rps']:8.1f} req/s   {m['over_raw']:.2f}× raw")
-    print(f"  targets: shared memory ≥ 0.90× raw ({res['front_ends'][SHARED_MEMORY]['over_raw']:.2f}); "
-          "over sockets, no lower than before")
+    print(
+        f"  targets: shared memory ≥ 0.90× raw ({res['front_ends'][SHARED_MEMORY]['over_raw']:.2f}); "
+        "over sockets, no lower than before"
+    )
     res["chart"] = str(_chart(res, OUT / "batch8.png"))
     return res
 

@@ -37,12 +37,14 @@ ALONE = {"auto, no batching": ["--batch_size", "auto"], "-1, no batching": ["--b
 SHAPE_VARIANTS = 4  # the server's default --shape_variants
 
 
-async def load(port: int, body: bytes, clients: int, warm: float, seconds: float,
-               opts: list[tuple[str, int]]) -> tuple[float, list[float]]:
+async def load(
+    port: int, body: bytes, clients: int, warm: float, seconds: float, opts: list[tuple[str, int]]
+) -> tuple[float, list[float]]:
     """Images/s and per-request latencies (ms) of ``clients`` closed-loop batch-1 clients."""
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=opts) as channel:
         call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
-            "/tensorflow.serving.PredictionService/Predict")
+            "/tensorflow.serving.PredictionService/Predict"
+        )
         lat: list[float] = []
         start = time.perf_counter()
         t0, end = start + warm, start + warm + seconds
@@ -70,13 +72,26 @@ def scrape(rest_port: int) -> dict[str, float]:
     def total(name: str) -> float:
         return sum(float(v) for v in re.findall(rf"^{name}{{[^}}]*}} (\S+)$", text, re.M))
 
-    return {"sum": total("vinoserve_batch_size_sum"), "count": total("vinoserve_batch_size_count"),
-            "compiles": total("vinoserve_reshapes_total")}
+    return {
+        "sum": total("vinoserve_batch_size_sum"),
+        "count": total("vinoserve_batch_size_count"),
+        "compiles": total("vinoserve_reshapes_total"),
+    }
 
 
-def run(model_dir: Path, body: bytes, raw_ips: dict[int, float], out: Path, *, rounds: int, seconds: float,
-        server: Callable[[Path, list[str]], Any], free_port: Callable[[], int],
-        opts: list[tuple[str, int]], server_b8_ips: float | None = None) -> dict[str, Any]:
+def run(
+    model_dir: Path,
+    body: bytes,
+    raw_ips: dict[int, float],
+    out: Path,
+    *,
+    rounds: int,
+    seconds: float,
+    server: Callable[[Path, list[str]], Any],
+    free_port: Callable[[], int],
+    opts: list[tuple[str, int]],
+    server_b8_ips: float | None = None,
+) -> dict[str, Any]:
     """Measure every configuration and client count; print the table; write the plot. ``server``
     starts ``vinoserve`` (gRPC on ``.port``) with extra flags and has ``stop()``; ``raw_ips`` is raw
     OpenVINO's images/s at batch 1 and 8, ``server_b8_ips`` what batch-8 clients get from the server."""
@@ -94,29 +109,55 @@ def run(model_dir: Path, body: bytes, raw_ips: dict[int, float], out: Path, *, r
                     ips, lat = asyncio.run(load(srv.port, body, n, 1.0, seconds, opts))
                     after = scrape(rest)
                     merged = after["count"] - before["count"]
-                    samples[(name, n)].append({
-                        "ips": ips, "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
-                        "batch": (after["sum"] - before["sum"]) / merged if merged else 1.0})
-                    print(f"  round {r + 1}: {name:<15} {n:>2} clients: {ips:7.1f} img/s, "
-                          f"p50 {samples[(name, n)][-1]['p50']:6.2f} ms", flush=True)
+                    samples[(name, n)].append(
+                        {
+                            "ips": ips,
+                            "p50": float(np.percentile(lat, 50)),
+                            "p99": float(np.percentile(lat, 99)),
+                            "batch": (after["sum"] - before["sum"]) / merged if merged else 1.0,
+                        }
+                    )
+                    print(
+                        f"  round {r + 1}: {name:<15} {n:>2} clients: {ips:7.1f} img/s, "
+                        f"p50 {samples[(name, n)][-1]['p50']:6.2f} ms",
+                        flush=True,
+                    )
                 compiles[name].append(scrape(rest)["compiles"])
             finally:
                 srv.stop()
-    res: dict[str, Any] = {"raw_ips": raw_ips, "server_b8_ips": server_b8_ips, "rounds": rounds,
-                           "seconds": seconds, "rows": []}
-    med = {k: {m: statistics.median(s[m] for s in v) for m in ("ips", "p50", "p99", "batch")}
-           for k, v in samples.items()}
-    print(f"\nBatch-1 clients, TFS gRPC, max_batch_size 8, medians of {rounds} rounds of {seconds:g} s; "
-          f"raw OpenVINO: {raw_ips[1]:.1f} img/s at batch 1, {raw_b8_ips:.1f} at batch 8")
-    print(f"  {'configuration':<17} {'clients':>7} {'img/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'batch':>6} "
-          f"{'compiles':>8} {'÷raw b8':>8} {'÷no batch':>9}")
+    res: dict[str, Any] = {
+        "raw_ips": raw_ips,
+        "server_b8_ips": server_b8_ips,
+        "rounds": rounds,
+        "seconds": seconds,
+        "rows": [],
+    }
+    med = {
+        k: {m: statistics.median(s[m] for s in v) for m in ("ips", "p50", "p99", "batch")} for k, v in samples.items()
+    }
+    print(
+        f"\nBatch-1 clients, TFS gRPC, max_batch_size 8, medians of {rounds} rounds of {seconds:g} s; "
+        f"raw OpenVINO: {raw_ips[1]:.1f} img/s at batch 1, {raw_b8_ips:.1f} at batch 8"
+    )
+    print(
+        f"  {'configuration':<17} {'clients':>7} {'img/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'batch':>6} "
+        f"{'compiles':>8} {'÷raw b8':>8} {'÷no batch':>9}"
+    )
     for (name, n), m in med.items():
         base = med[("no batching", n)] if name in CONFIGS else med[("no batching", 1)]
-        row = {"config": name, "clients": n, **m, "compiles": max(compiles[name]),
-               "over_raw_b8": m["ips"] / raw_b8_ips, "over_no_batching": m["ips"] / base["ips"]}
+        row = {
+            "config": name,
+            "clients": n,
+            **m,
+            "compiles": max(compiles[name]),
+            "over_raw_b8": m["ips"] / raw_b8_ips,
+            "over_no_batching": m["ips"] / base["ips"],
+        }
         res["rows"].append(row)
-        print(f"  {name:<17} {n:>7} {m['ips']:8.1f} {m['p50']:8.2f} {m['p99']:8.2f} {m['batch']:6.2f} "
-              f"{row['compiles']:8.0f} {row['over_raw_b8']:8.2f} {row['over_no_batching']:9.2f}")
+        print(
+            f"  {name:<17} {n:>7} {m['ips']:8.1f} {m['p50']:8.2f} {m['p99']:8.2f} {m['batch']:6.2f} "
+            f"{row['compiles']:8.0f} {row['over_raw_b8']:8.2f} {row['over_no_batching']:9.2f}"
+        )
     targets = {
         "16 clients, auto ÷ no batching (≥ 1.25)": med[("batching, auto", 16)]["ips"] / med[("no batching", 16)]["ips"],
         "16 clients, -1 ÷ no batching (≥ 1.25)": med[("batching, -1", 16)]["ips"] / med[("no batching", 16)]["ips"],
@@ -124,13 +165,13 @@ def run(model_dir: Path, body: bytes, raw_ips: dict[int, float], out: Path, *, r
         "1 client p50, -1 ÷ no batching (≤ 1.05)": med[("batching, -1", 1)]["p50"] / med[("no batching", 1)]["p50"],
         "1 client p50, auto ÷ auto without batching": med[("batching, auto", 1)]["p50"]
         / med[("auto, no batching", 1)]["p50"],
-        "1 client p50, -1 ÷ -1 without batching": med[("batching, -1", 1)]["p50"]
-        / med[("-1, no batching", 1)]["p50"],
+        "1 client p50, -1 ÷ -1 without batching": med[("batching, -1", 1)]["p50"] / med[("-1, no batching", 1)]["p50"],
         f"compiles under auto, whole run (≤ {SHAPE_VARIANTS})": max(compiles["batching, auto"]),
     }
     if server_b8_ips:
-        targets["16 clients, best batching ÷ batch-8 clients of the server (≥ 0.85)"] = max(
-            med[("batching, auto", 16)]["ips"], med[("batching, -1", 16)]["ips"]) / server_b8_ips
+        targets["16 clients, best batching ÷ batch-8 clients of the server (≥ 0.85)"] = (
+            max(med[("batching, auto", 16)]["ips"], med[("batching, -1", 16)]["ips"]) / server_b8_ips
+        )
     res["targets"] = targets
     print("Targets:")
     for k, v in targets.items():

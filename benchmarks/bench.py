@@ -57,8 +57,20 @@ def ray_overhead(model_dir: Path, nireq: int, rounds: int, seconds: float, repea
         return {}
     out = ROOT / "bench-out" / "ray.json"
     out.parent.mkdir(exist_ok=True)
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "ray_bench.py"), str(out), str(model_dir),
-           "--nireq", str(nireq), "--rounds", str(rounds), "--seconds", str(seconds), "--repeat", str(repeat)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "ray_bench.py"),
+        str(out),
+        str(model_dir),
+        "--nireq",
+        str(nireq),
+        "--rounds",
+        str(rounds),
+        "--seconds",
+        str(seconds),
+        "--repeat",
+        str(repeat),
+    ]
     ns = ["unshare", "--net", "--pid", "--fork", "--mount-proc"]
     if subprocess.run([*ns, "true"], capture_output=True).returncode == 0:
         cmd = ns + cmd
@@ -88,8 +100,7 @@ def main() -> int:
     model_dir = demo / "models" / "resnet"
     if not (model_dir / "1").is_dir():
         progress("bench: preparing the demo model")
-        subprocess.run([sys.executable, str(ROOT / "examples" / "prepare_demo.py"), "--out", str(demo)],
-                       check=True)
+        subprocess.run([sys.executable, str(ROOT / "examples" / "prepare_demo.py"), "--out", str(demo)], check=True)
     xml = next((model_dir / "1").glob("*.xml"))
     imgs = np.load(demo / "imgs.npy").astype(np.float32)
     batches = {1: imgs[:1], 8: imgs[:8]}
@@ -103,8 +114,11 @@ def main() -> int:
         progress("bench: batch-8 throughput per front end")
         b8 = res["batch8"] = batch8.run(model_dir, xml, batches[8], nireq, args.repeat, args.seconds)
         # the figures earlier runs reported under these names (TFS gRPC)
-        res.update(server_rps_batch8=b8["front_ends"][TFS_GRPC]["rps"], raw_rps_batch8=b8["raw_rps"],
-                   server_over_raw=b8["front_ends"][TFS_GRPC]["over_raw"])
+        res.update(
+            server_rps_batch8=b8["front_ends"][TFS_GRPC]["rps"],
+            raw_rps_batch8=b8["raw_rps"],
+            server_over_raw=b8["front_ends"][TFS_GRPC]["over_raw"],
+        )
         shm = b8["front_ends"][SHARED_MEMORY]
         res["shared_memory"] = {"shm_rps": shm["rps"], "raw_rps": b8["raw_rps"], "shm_over_raw": shm["over_raw"]}
     if "shapes" in only:
@@ -113,10 +127,12 @@ def main() -> int:
     if "ray" in only:
         res["ray_serve"] = ray = ray_overhead(model_dir, nireq, args.rounds, args.seconds, args.repeat)
         if ray:
-            print(f"\nRay Serve (gRPC proxy, 1 replica) vs vinoserve alone, TFS gRPC, --batch_size auto: "
-                  f"p50 batch 1 {ray['ray_p50_batch1_ms']:.2f} vs {ray['vinoserve_p50_batch1_ms']:.2f} ms "
-                  f"(+{ray['ray_p50_batch1_ms'] - ray['vinoserve_p50_batch1_ms']:.2f} ms); batch 8 throughput "
-                  f"{ray['ray_rps_batch8']:.1f} vs {ray['vinoserve_rps_batch8']:.1f} req/s")
+            print(
+                f"\nRay Serve (gRPC proxy, 1 replica) vs vinoserve alone, TFS gRPC, --batch_size auto: "
+                f"p50 batch 1 {ray['ray_p50_batch1_ms']:.2f} vs {ray['vinoserve_p50_batch1_ms']:.2f} ms "
+                f"(+{ray['ray_p50_batch1_ms'] - ray['vinoserve_p50_batch1_ms']:.2f} ms); batch 8 throughput "
+                f"{ray['ray_rps_batch8']:.1f} vs {ray['vinoserve_rps_batch8']:.1f} req/s"
+            )
     if "batching" in only:
         progress("bench: request batching")
         raw8 = res.get("raw_rps_batch8") or batch8.raw_throughput(xml, batches[8], args.batching_seconds, nireq)
@@ -129,9 +145,18 @@ def main() -> int:
                 srv.stop()
         raw = {1: batch8.raw_throughput(xml, batches[1], args.batching_seconds, nireq), 8: raw8 * 8}
         print("\nRequest batching:", flush=True)
-        res["batching"] = batching.run(model_dir, reqs[1], raw, OUT, rounds=args.batching_rounds,
-                                       seconds=args.batching_seconds, server=ServerProcess, free_port=free_port,
-                                       opts=OPTS, server_b8_ips=srv8 * 8)
+        res["batching"] = batching.run(
+            model_dir,
+            reqs[1],
+            raw,
+            OUT,
+            rounds=args.batching_rounds,
+            seconds=args.batching_seconds,
+            server=ServerProcess,
+            free_port=free_port,
+            opts=OPTS,
+            server_b8_ips=srv8 * 8,
+        )
     res["seconds_taken"] = time.perf_counter() - started
     (OUT / "results.json").write_text(json.dumps(res, indent=2))
     charts = sorted(str(p.relative_to(ROOT)) for p in OUT.glob("*.png"))

@@ -88,13 +88,34 @@ class ServerProcess:
     AVAILABLE version.
     """
 
-    def __init__(self, model_path: Path, extra: list[str], *, model: str = "resnet", rest: bool = False,
-                 plugin: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        extra: list[str],
+        *,
+        model: str = "resnet",
+        rest: bool = False,
+        plugin: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.rest_port = free_port() if rest else 0
-        args = [sys.executable, "-m", "vinoserve", "--model_name", model, "--model_path", str(model_path),
-                "--port", str(self.port), "--plugin_config", json.dumps(PLUGIN if plugin is None else plugin),
-                "--log_level", "WARNING", *(["--rest_port", str(self.rest_port)] if rest else []), *extra]
+        args = [
+            sys.executable,
+            "-m",
+            "vinoserve",
+            "--model_name",
+            model,
+            "--model_path",
+            str(model_path),
+            "--port",
+            str(self.port),
+            "--plugin_config",
+            json.dumps(PLUGIN if plugin is None else plugin),
+            "--log_level",
+            "WARNING",
+            *(["--rest_port", str(self.rest_port)] if rest else []),
+            *extra,
+        ]
         self.proc = subprocess.Popen(args, start_new_session=True)
         channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         stub = model_service_pb2_grpc.ModelServiceStub(channel)

@@ -39,11 +39,13 @@ class _Echo(grpc.GenericRpcHandler):
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> Any:
         method = handler_call_details.method
         if method == "/tensorflow.serving.PredictionService/Predict":
-            return grpc.unary_unary_rpc_method_handler(predict, predict_pb2.PredictRequest.FromString,
-                                                       predict_pb2.PredictResponse.SerializeToString)
+            return grpc.unary_unary_rpc_method_handler(
+                predict, predict_pb2.PredictRequest.FromString, predict_pb2.PredictResponse.SerializeToString
+            )
         if method == "/inference.GRPCInferenceService/ModelInfer":
-            return grpc.unary_unary_rpc_method_handler(model_infer, kpb.ModelInferRequest.FromString,
-                                                       kpb.ModelInferResponse.SerializeToString)
+            return grpc.unary_unary_rpc_method_handler(
+                model_infer, kpb.ModelInferRequest.FromString, kpb.ModelInferResponse.SerializeToString
+            )
         return None
 
 

@@ -24,9 +24,11 @@ from vinoserve.protocol.generated.kserve import grpc_predict_v2_pb2 as kpb
 TFS_GRPC, KSERVE_GRPC, REST_BINARY, REST_JSON = "TFS gRPC", "KServe gRPC", "REST binary", "REST JSON"
 SHARED_MEMORY = "shared memory"  # KServe gRPC with the tensors in system shared memory regions
 FRONT_ENDS = (TFS_GRPC, KSERVE_GRPC, REST_BINARY, REST_JSON)
-GRPC_METHODS = {TFS_GRPC: "/tensorflow.serving.PredictionService/Predict",
-                KSERVE_GRPC: "/inference.GRPCInferenceService/ModelInfer",
-                SHARED_MEMORY: "/inference.GRPCInferenceService/ModelInfer"}
+GRPC_METHODS = {
+    TFS_GRPC: "/tensorflow.serving.PredictionService/Predict",
+    KSERVE_GRPC: "/inference.GRPCInferenceService/ModelInfer",
+    SHARED_MEMORY: "/inference.GRPCInferenceService/ModelInfer",
+}
 TIMEOUT_S = 120.0
 
 
@@ -51,18 +53,32 @@ def calls(model: str, input_name: str, x: np.ndarray) -> dict[str, Call]:
     kreq = kpb.ModelInferRequest(model_name=model)
     kreq.inputs.add(name=input_name, datatype="FP32", shape=x.shape)
     kreq.raw_input_contents.append(x.tobytes())
-    header = json.dumps({"inputs": [{"name": input_name, "datatype": "FP32", "shape": list(x.shape),
-                                     "parameters": {"binary_data_size": x.nbytes}}],
-                         "parameters": {"binary_data_output": True}}).encode()
-    values = json.dumps({"inputs": [{"name": input_name, "datatype": "FP32", "shape": list(x.shape),
-                                     "data": x.ravel().tolist()}]}).encode()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": input_name,
+                    "datatype": "FP32",
+                    "shape": list(x.shape),
+                    "parameters": {"binary_data_size": x.nbytes},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    values = json.dumps(
+        {"inputs": [{"name": input_name, "datatype": "FP32", "shape": list(x.shape), "data": x.ravel().tolist()}]}
+    ).encode()
     path = f"/v2/models/{model}/infer"
     return {
         TFS_GRPC: Call(TFS_GRPC, request(model, input_name, x)),
         KSERVE_GRPC: Call(KSERVE_GRPC, kreq.SerializeToString()),
-        REST_BINARY: Call(REST_BINARY, header + x.tobytes(), path,
-                          {"Inference-Header-Content-Length": str(len(header)),
-                           "Content-Type": "application/octet-stream"}),
+        REST_BINARY: Call(
+            REST_BINARY,
+            header + x.tobytes(),
+            path,
+            {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"},
+        ),
         REST_JSON: Call(REST_JSON, values, path, {"Content-Type": "application/json"}),
     }
 
@@ -71,8 +87,9 @@ class SharedMemoryCall:
     """A KServe gRPC request whose input and output live in system shared memory regions registered
     with the server at ``grpc_port`` (tritonclient's helpers); :meth:`close` unregisters and frees them."""
 
-    def __init__(self, grpc_port: int, model: str, input_name: str, output_name: str, x: np.ndarray,
-                 out_bytes: int) -> None:
+    def __init__(
+        self, grpc_port: int, model: str, input_name: str, output_name: str, x: np.ndarray, out_bytes: int
+    ) -> None:
         import uuid
 
         import tritonclient.grpc as tgrpc
@@ -145,8 +162,7 @@ async def throughput(call: Call, grpc_port: int, rest_port: int, seconds: float,
     """Requests/s of ``inflight`` closed-loop clients over ``seconds`` (after one request each)."""
     if call.grpc:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}", options=OPTS) as channel:
-            stub: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
-                GRPC_METHODS[call.front_end])
+            stub: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(GRPC_METHODS[call.front_end])
 
             async def send_grpc() -> None:
                 await stub(call.body, timeout=TIMEOUT_S)

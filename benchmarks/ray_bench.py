@@ -26,7 +26,8 @@ def p50_ms(port: int, body: bytes, rounds: int) -> float:
     """Median latency of one client sending ``body`` one request at a time."""
     with grpc.insecure_channel(f"127.0.0.1:{port}", options=OPTS) as channel:
         call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
-            "/tensorflow.serving.PredictionService/Predict")
+            "/tensorflow.serving.PredictionService/Predict"
+        )
         for _ in range(5):
             call(body, timeout=120)
         times = []
@@ -47,10 +48,18 @@ def start_ray(flags: list[str]) -> int:
     from vinoserve.ray import GRPC_SERVICER_FUNCTIONS, VinoserveDeployment
 
     port = free_port()
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False,
-             _node_ip_address="127.0.0.1")
-    serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": free_port()},
-                grpc_options=gRPCOptions(port=port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS))
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=100 * 2**20,
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1",
+    )
+    serve.start(
+        proxy_location="HeadOnly",
+        http_options={"host": "127.0.0.1", "port": free_port()},
+        grpc_options=gRPCOptions(port=port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
+    )
     # num_cpus 0: the replica gets the machine as the standalone server does
     app = VinoserveDeployment.options(num_replicas=1, ray_actor_options={"num_cpus": 0}).bind(flags)
     serve.run(app, name="vinoserve", route_prefix="/")
@@ -71,12 +80,22 @@ def main() -> int:
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=30)
     imgs = np.load(Path(args.model_dir).parents[1] / "imgs.npy").astype(np.float32)
     b1, b8 = request("resnet", "image", imgs[:1]), request("resnet", "image", imgs[:8])
-    flags = ["--batch_size", "auto", "--nireq", str(args.nireq), "--plugin_config", json.dumps(PLUGIN),
-             "--log_level", "WARNING"]
+    flags = [
+        "--batch_size",
+        "auto",
+        "--nireq",
+        str(args.nireq),
+        "--plugin_config",
+        json.dumps(PLUGIN),
+        "--log_level",
+        "WARNING",
+    ]
     standalone = ServerProcess(Path(args.model_dir), flags)
     try:
-        ports = {"vinoserve": standalone.port,
-                 "ray": start_ray(["--model_name", "resnet", "--model_path", args.model_dir, *flags])}
+        ports = {
+            "vinoserve": standalone.port,
+            "ray": start_ray(["--model_name", "resnet", "--model_path", args.model_dir, *flags]),
+        }
         p50: dict[str, list[float]] = {k: [] for k in ports}
         rps: dict[str, list[float]] = {k: [] for k in ports}
         for _ in range(args.repeat):

@@ -16,9 +16,11 @@ from typing import Any
 import grpc
 from common import OPTS, OUT, ServerProcess, median, progress
 
-CONFIGS = {"auto (cache of 4)": ["--batch_size", "auto"],
-           "auto --shape_variants 1": ["--batch_size", "auto", "--shape_variants", "1"],
-           "--batch_size -1": ["--batch_size", "-1"]}
+CONFIGS = {
+    "auto (cache of 4)": ["--batch_size", "auto"],
+    "auto --shape_variants 1": ["--batch_size", "auto", "--shape_variants", "1"],
+    "--batch_size -1": ["--batch_size", "-1"],
+}
 TARGET = 1.10
 
 
@@ -26,7 +28,8 @@ def alternating_p50(srv: ServerProcess, reqs: dict[int, bytes], rounds: int) -> 
     """p50 latency (ms) of one client sending batch 1, 8, 1, 8, ... one at a time."""
     channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}", options=OPTS)
     call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
-        "/tensorflow.serving.PredictionService/Predict")
+        "/tensorflow.serving.PredictionService/Predict"
+    )
     for b in (1, 8, 1, 8):  # warm-up: first compiles are not what this measures
         call(reqs[b], timeout=120)
     times = []

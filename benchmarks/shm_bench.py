@@ -81,8 +81,14 @@ async def _shm_throughput(port: int, batch: np.ndarray, seconds: float, inflight
             shm.destroy_shared_memory_region(h)
 
 
-def run(start_server: Callable[[list[str]], Server], raw: Callable[[], float], batch: np.ndarray,
-        seconds: float, nireq: int, repeat: int) -> dict[str, Any]:
+def run(
+    start_server: Callable[[list[str]], Server],
+    raw: Callable[[], float],
+    batch: np.ndarray,
+    seconds: float,
+    nireq: int,
+    repeat: int,
+) -> dict[str, Any]:
     """Alternate ``repeat`` rounds of the shared-memory server and raw OpenVINO; medians and ratio."""
     srv_tp: list[float] = []
     raw_tp: list[float] = []
@@ -93,11 +99,17 @@ def run(start_server: Callable[[list[str]], Server], raw: Callable[[], float], b
         finally:
             srv.stop()
         raw_tp.append(raw())
-        print(f"  run {r + 1}: batch {batch.shape[0]} shared memory {srv_tp[-1]:.1f} req/s, "
-              f"raw {raw_tp[-1]:.1f} req/s", file=sys.stderr, flush=True)
-    res = {"shm_rps": statistics.median(srv_tp), "raw_rps": statistics.median(raw_tp),
-           "shm_over_raw": statistics.median(s / r for s, r in zip(srv_tp, raw_tp, strict=True)),
-           "runs": {"shm": srv_tp, "raw": raw_tp}}
+        print(
+            f"  run {r + 1}: batch {batch.shape[0]} shared memory {srv_tp[-1]:.1f} req/s, raw {raw_tp[-1]:.1f} req/s",
+            file=sys.stderr,
+            flush=True,
+        )
+    res = {
+        "shm_rps": statistics.median(srv_tp),
+        "raw_rps": statistics.median(raw_tp),
+        "shm_over_raw": statistics.median(s / r for s, r in zip(srv_tp, raw_tp, strict=True)),
+        "runs": {"shm": srv_tp, "raw": raw_tp},
+    }
     print(f"\nBatch {batch.shape[0]} throughput with shared memory (tritonclient gRPC), nireq {nireq}:")
     print(f"  shared memory {res['shm_rps']:.1f} req/s; raw OpenVINO {res['raw_rps']:.1f} req/s")
     print(f"  shared memory ÷ raw: {res['shm_over_raw']:.2f}   (target ≥ 0.90)")
@@ -120,8 +132,14 @@ def main() -> int:
     xml = next((model_dir / "1").glob("*.xml"))
     batch = np.ascontiguousarray(np.load(Path(args.demo_dir) / "imgs.npy").astype(np.float32)[:8])
     nireq = optimal_nireq(xml, batch.shape)
-    run(lambda extra: ServerProcess(model_dir, extra), lambda: raw_throughput(xml, batch, args.seconds, nireq),
-        batch, args.seconds, nireq, args.repeat)
+    run(
+        lambda extra: ServerProcess(model_dir, extra),
+        lambda: raw_throughput(xml, batch, args.seconds, nireq),
+        batch,
+        args.seconds,
+        nireq,
+        args.repeat,
+    )
     return 0
 
 

@@ -47,8 +47,9 @@ class EchoProcess:
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("echo_server.py")),
-                                      str(self.port)], start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("echo_server.py")), str(self.port)], start_new_session=True
+        )
         with grpc.insecure_channel(f"127.0.0.1:{self.port}") as channel:
             grpc.channel_ready_future(channel).result(timeout=60)
 
@@ -91,8 +92,11 @@ def run(rounds: int, n: int, warm: int = 200) -> dict[str, Any]:
                 p99.setdefault(fe, []).append(percentile(times, 0.99) * 1e3)
         finally:
             srv.stop()
-        progress(f"  small requests, round {r + 1}/{rounds}: " + ", ".join(
-            f"{k} {v[-1]:.3f}" for k, v in p50.items()) + " ms p50")
+        progress(
+            f"  small requests, round {r + 1}/{rounds}: "
+            + ", ".join(f"{k} {v[-1]:.3f}" for k, v in p50.items())
+            + " ms p50"
+        )
         time.sleep(0.5)
     res: dict[str, Any] = {"n": n, "rounds": rounds, "echo": {}, "front_ends": {}}
     for fe in (TFS_GRPC, KSERVE_GRPC):
@@ -110,18 +114,24 @@ def run(rounds: int, n: int, warm: int = 200) -> dict[str, Any]:
 
 
 def _print(res: dict[str, Any]) -> None:
-    print(f"\nSmall requests (10 floats, batch 1), one client, medians of {res['rounds']} rounds of "
-          f"{res['n']} requests; ratios to the bare gRPC echo server:")
+    print(
+        f"\nSmall requests (10 floats, batch 1), one client, medians of {res['rounds']} rounds of "
+        f"{res['n']} requests; ratios to the bare gRPC echo server:"
+    )
     print(f"  {'front end':<12} {'p50 ms':>8} {'p99 ms':>8} {'p50 ÷ echo':>11} {'p99 ÷ echo':>11} {'CPU µs/req':>11}")
     for fe, e in res["echo"].items():
         print(f"  {'echo ' + fe.split()[0]:<12} {e['p50_ms']:8.3f} {e['p99_ms']:8.3f}")
     for fe, m in res["front_ends"].items():
-        print(f"  {fe:<12} {m['p50_ms']:8.3f} {m['p99_ms']:8.3f} {m['p50_over_echo']:10.2f}× "
-              f"{m['p99_over_echo']:10.2f}× {m['cpu_us_per_request']:11.0f}")
+        print(
+            f"  {fe:<12} {m['p50_ms']:8.3f} {m['p99_ms']:8.3f} {m['p50_over_echo']:10.2f}× "
+            f"{m['p99_over_echo']:10.2f}× {m['cpu_us_per_request']:11.0f}"
+        )
     f = res["front_ends"]
-    print(f"  targets: p50 ÷ echo ≤ {TARGET_GRPC_RATIO} on TFS gRPC ({f[TFS_GRPC]['p50_over_echo']:.2f}) and "
-          f"KServe gRPC ({f[KSERVE_GRPC]['p50_over_echo']:.2f}); REST binary p50 ≤ {TARGET_REST_BINARY_MS} ms "
-          f"({f[REST_BINARY]['p50_ms']:.3f})")
+    print(
+        f"  targets: p50 ÷ echo ≤ {TARGET_GRPC_RATIO} on TFS gRPC ({f[TFS_GRPC]['p50_over_echo']:.2f}) and "
+        f"KServe gRPC ({f[KSERVE_GRPC]['p50_over_echo']:.2f}); REST binary p50 ≤ {TARGET_REST_BINARY_MS} ms "
+        f"({f[REST_BINARY]['p50_ms']:.3f})"
+    )
 
 
 def _chart(res: dict[str, Any], path: Path) -> Path:

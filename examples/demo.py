@@ -118,8 +118,17 @@ def start_server(out: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     """Step 2: refuse a busy port, start the server in its own process group, wait for AVAILABLE."""
     if port_taken(port):
         raise StepFailed(f"port {port} is already in use; stop whatever listens there and run the demo again")
-    cmd = [*tool("vinoserve", "vinoserve"), "--model_name", MODEL, "--model_path", rel(out / "models" / MODEL),
-           "--batch_size", "auto", "--port", str(port)]
+    cmd = [
+        *tool("vinoserve", "vinoserve"),
+        "--model_name",
+        MODEL,
+        "--model_path",
+        rel(out / "models" / MODEL),
+        "--batch_size",
+        "auto",
+        "--port",
+        str(port),
+    ]
     say(f"$ {shown(cmd)} &   # log: {rel(log)}")
     with log.open("wb") as fh:
         server = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
@@ -138,8 +147,11 @@ def wait_available(server: subprocess.Popen[bytes], port: int, log: Path) -> Non
     started = time.monotonic()
     deadline = started + LOAD_TIMEOUT_S
     # Short reconnect backoff: gRPC's default grows to minutes while the server is not up yet.
-    backoff = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
-               ("grpc.max_reconnect_backoff_ms", 1000)]
+    backoff = [
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.min_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+    ]
     with TfsClient(f"localhost:{port}", timeout=2.0, options=backoff) as client:
         while True:
             if server.poll() is not None:
@@ -152,19 +164,37 @@ def wait_available(server: subprocess.Popen[bytes], port: int, log: Path) -> Non
                 if time.monotonic() >= deadline:
                     raise StepFailed(f"model {MODEL} not AVAILABLE after {LOAD_TIMEOUT_S:g} s ({err})") from None
                 continue
-            say(f"  model {MODEL} version {status.version} is {status.state} "
-                f"after {time.monotonic() - started:.1f} s (server pid {server.pid})")
+            say(
+                f"  model {MODEL} version {status.version} is {status.state} "
+                f"after {time.monotonic() - started:.1f} s (server pid {server.pid})"
+            )
             return
 
 
 def run_client(out: Path, port: int, batch: int) -> str:
     """Steps 3 and 4: one client run into ``b<batch>.txt``; returns its output."""
     result = out / f"b{batch}.txt"
-    cmd = [*tool("vinoserve-grpc-client", "vinoserve.client.grpc_serving_client"),
-           "--grpc_port", str(port), "--model_name", MODEL, "--input_name", "image", "--output_name", "probabilities",
-           "--transpose_input", "False", "--images_numpy_path", rel(out / "imgs.npy"),
-           "--labels_numpy_path", rel(out / "lbs.npy"), "--labels_names", rel(out / "names.txt"),
-           "--batchsize", str(batch)]
+    cmd = [
+        *tool("vinoserve-grpc-client", "vinoserve.client.grpc_serving_client"),
+        "--grpc_port",
+        str(port),
+        "--model_name",
+        MODEL,
+        "--input_name",
+        "image",
+        "--output_name",
+        "probabilities",
+        "--transpose_input",
+        "False",
+        "--images_numpy_path",
+        rel(out / "imgs.npy"),
+        "--labels_numpy_path",
+        rel(out / "lbs.npy"),
+        "--labels_names",
+        rel(out / "names.txt"),
+        "--batchsize",
+        str(batch),
+    ]
     say(f"$ {shown(cmd)} > {rel(result)}")
     with result.open("w") as fh:
         proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.PIPE, text=True, timeout=300, check=False)
@@ -245,8 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # anything else is still one line naming the step, by design
         text = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"demo: step {step}/{STEPS} ({title}) failed: {type(exc).__name__}: {text}", file=sys.stderr,
-              flush=True)
+        print(f"demo: step {step}/{STEPS} ({title}) failed: {type(exc).__name__}: {text}", file=sys.stderr, flush=True)
         return 1
     finally:
         if server is not None:

@@ -70,8 +70,14 @@ def _run_protoc(out: Path) -> None:
 
     include = str(resources.files("grpc_tools") / "_proto")
     sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
-    args = ["protoc", f"-I{PROTOS}", f"-I{include}", f"--python_out={out}", f"--pyi_out={out}",
-            f"--grpc_python_out={out}"]
+    args = [
+        "protoc",
+        f"-I{PROTOS}",
+        f"-I{include}",
+        f"--python_out={out}",
+        f"--pyi_out={out}",
+        f"--grpc_python_out={out}",
+    ]
     if protoc.main([*args, *sources]) != 0:
         sys.exit("protoc failed")
 
@@ -85,9 +91,7 @@ def _rewrite(text: str) -> str:
     text = _OWN_IMPORT.sub(lambda m: f"from {PACKAGE}.{m.group(1)} import ", text)
     text = _OWN_PLAIN_IMPORT.sub(lambda m: f"import {PACKAGE}.{m.group(1)}", text)
     # Classes get their real module path (used by pickle and repr).
-    text = _BUILD_TOP.sub(
-        lambda m: f"BuildTopDescriptorsAndMessages(DESCRIPTOR, '{PACKAGE}.{m.group(1)}'", text
-    )
+    text = _BUILD_TOP.sub(lambda m: f"BuildTopDescriptorsAndMessages(DESCRIPTOR, '{PACKAGE}.{m.group(1)}'", text)
     if "_descriptor_pool.Default().AddSerializedFile(" in text:
         text = text.replace(
             "from google.protobuf import descriptor_pool as _descriptor_pool\n",

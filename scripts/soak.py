@@ -74,15 +74,33 @@ class Soak:
 
     def __init__(self, work: Path) -> None:
         self.work = work
-        self.main = {"name": "m", "base_path": str(write_model(work / "m")), "batch_size": "auto",
-                     "shape_variants": 1, "plugin_config": PLUGIN}
+        self.main = {
+            "name": "m",
+            "base_path": str(write_model(work / "m")),
+            "batch_size": "auto",
+            "shape_variants": 1,
+            "plugin_config": PLUGIN,
+        }
         self.extra = {**self.main, "name": "extra", "base_path": str(write_model(work / "extra"))}
         self.config = work / "config.json"
         self.write_config(False)
         self.port, self.rest_port = free_port(), free_port()
-        args = [sys.executable, "-m", "vinoserve", "--config_path", str(self.config), "--port", str(self.port),
-                "--rest_port", str(self.rest_port), "--metrics_enable", "--log_level", "WARNING",
-                "--file_system_poll_wait_seconds", "0"]
+        args = [
+            sys.executable,
+            "-m",
+            "vinoserve",
+            "--config_path",
+            str(self.config),
+            "--port",
+            str(self.port),
+            "--rest_port",
+            str(self.rest_port),
+            "--metrics_enable",
+            "--log_level",
+            "WARNING",
+            "--file_system_poll_wait_seconds",
+            "0",
+        ]
         self.proc = subprocess.Popen(args, start_new_session=True)
         self.url = f"http://127.0.0.1:{self.rest_port}"
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
@@ -219,17 +237,21 @@ def main() -> int:
             before = soak.mark("warm-up")
             print(f"after warm-up: RSS {before:.1f} MB, /metrics {soak.metrics_lines()} lines", flush=True)
             phases: list[tuple[str, Callable[[int], None], int]] = [
-                ("reshapes", soak.reshapes, args.reshapes), ("config edits", soak.config_edits, args.edits),
-                ("unknown names", soak.unknown_names, args.unknown)]
+                ("reshapes", soak.reshapes, args.reshapes),
+                ("config edits", soak.config_edits, args.edits),
+                ("unknown names", soak.unknown_names, args.unknown),
+            ]
             for label, run, n in phases:
                 t0 = time.monotonic()
                 run(n)
                 after = soak.mark(label)
                 growth = (after - before) / before * 100
                 verdict = "ok" if growth < GOAL else "MISSED"
-                print(f"{n} {label} in {time.monotonic() - t0:.0f} s: RSS {before:.1f} -> {after:.1f} MB "
-                      f"({growth:+.1f}%, goal < {GOAL:.0f}%: {verdict}), /metrics {soak.metrics_lines()} lines",
-                      flush=True)
+                print(
+                    f"{n} {label} in {time.monotonic() - t0:.0f} s: RSS {before:.1f} -> {after:.1f} MB "
+                    f"({growth:+.1f}%, goal < {GOAL:.0f}%: {verdict}), /metrics {soak.metrics_lines()} lines",
+                    flush=True,
+                )
                 if growth >= GOAL:
                     missed.append(label)
                 before = after

@@ -12,8 +12,13 @@ from .config import PER_MODEL_KEYS, ModelConfig, ServerSettings, build_model_con
 from .errors import StartupError
 from .tls import tls_files
 
-_LEVELS = {"TRACE": logging.DEBUG, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING,
-           "ERROR": logging.ERROR}
+_LEVELS = {
+    "TRACE": logging.DEBUG,
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARNING": logging.WARNING,
+    "ERROR": logging.ERROR,
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,8 +63,12 @@ def make_parser() -> argparse.ArgumentParser:
     a("--tls_cert", help="PEM certificate chain: both ports serve TLS (with --tls_key)")
     a("--tls_key", help="PEM private key of --tls_cert")
     a("--tls_client_ca", help="PEM CA bundle: clients must present a certificate it signed (mutual TLS)")
-    a("--shutdown_timeout_s", type=float, default=30.0,
-      help="on SIGTERM/SIGINT, in-flight requests get this long before they are cancelled")
+    a(
+        "--shutdown_timeout_s",
+        type=float,
+        default=30.0,
+        help="on SIGTERM/SIGINT, in-flight requests get this long before they are cancelled",
+    )
     a("--warmup_batch_sizes", help="e.g. 1,8: compiled and run on zeros before the model is AVAILABLE")
     return p
 
@@ -92,8 +101,9 @@ def build_settings(argv: list[str]) -> ServerSettings:
     given = [f for f in ("model_name", "model_path", *PER_MODEL_KEYS) if getattr(ns, f) is not None]
     if ns.config_path:
         if given:
-            raise StartupError("Model parameters in CLI are exclusive with the config file "
-                               f"(--config_path with --{given[0]})")
+            raise StartupError(
+                f"Model parameters in CLI are exclusive with the config file (--config_path with --{given[0]})"
+            )
         models, metrics = load_config_file(Path(ns.config_path), ns.shape_variants)
         config_path: Path | None = Path(ns.config_path)
         metrics_enable = ns.metrics_enable or metrics
@@ -104,11 +114,20 @@ def build_settings(argv: list[str]) -> ServerSettings:
         models = (model_from_flags(ns),)
         config_path, metrics_enable = None, ns.metrics_enable
     return ServerSettings(
-        port=ns.port, rest_port=ns.rest_port, grpc_bind_address=ns.grpc_bind_address,
-        rest_bind_address=ns.rest_bind_address, models=models, config_path=config_path,
-        file_system_poll_wait_seconds=ns.file_system_poll_wait_seconds, log_level=ns.log_level,
-        metrics_enable=metrics_enable, cache_dir=ns.cache_dir, max_request_mb=ns.max_request_mb,
-        shape_variants=ns.shape_variants, tls=tls, shutdown_timeout_s=ns.shutdown_timeout_s,
+        port=ns.port,
+        rest_port=ns.rest_port,
+        grpc_bind_address=ns.grpc_bind_address,
+        rest_bind_address=ns.rest_bind_address,
+        models=models,
+        config_path=config_path,
+        file_system_poll_wait_seconds=ns.file_system_poll_wait_seconds,
+        log_level=ns.log_level,
+        metrics_enable=metrics_enable,
+        cache_dir=ns.cache_dir,
+        max_request_mb=ns.max_request_mb,
+        shape_variants=ns.shape_variants,
+        tls=tls,
+        shutdown_timeout_s=ns.shutdown_timeout_s,
     )
 
 
@@ -116,10 +135,18 @@ def model_from_flags(ns: argparse.Namespace) -> ModelConfig:
     """The single model of ``--model_name``/``--model_path`` with the per-model flags."""
     # an empty --model_version_policy, --plugin_config or --target_device leaves its default
     return build_model_config(
-        ns.model_name, ns.model_path, relative_to=Path.cwd(), default_shape_variants=ns.shape_variants,
-        label=_flag_name, batch_size=ns.batch_size, shape=ns.shape, layout=ns.layout,
-        model_version_policy=ns.model_version_policy or None, nireq=ns.nireq,
-        target_device=ns.target_device or None, plugin_config=ns.plugin_config or None,
+        ns.model_name,
+        ns.model_path,
+        relative_to=Path.cwd(),
+        default_shape_variants=ns.shape_variants,
+        label=_flag_name,
+        batch_size=ns.batch_size,
+        shape=ns.shape,
+        layout=ns.layout,
+        model_version_policy=ns.model_version_policy or None,
+        nireq=ns.nireq,
+        target_device=ns.target_device or None,
+        plugin_config=ns.plugin_config or None,
         warmup_batch_sizes=ns.warmup_batch_sizes or None,
         dynamic_batching=ns.dynamic_batching,
     )
@@ -136,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     except StartupError as exc:
         print(f"vinoserve: error: {exc}", file=sys.stderr)
         return 1
-    logging.basicConfig(level=_LEVELS[settings.log_level],
-                        format="[%(asctime)s][%(process)d][%(name)s][%(levelname)s] %(message)s")
+    logging.basicConfig(
+        level=_LEVELS[settings.log_level], format="[%(asctime)s][%(process)d][%(name)s][%(levelname)s] %(message)s"
+    )
     from .server import run
 
     return run(settings)

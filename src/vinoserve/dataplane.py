@@ -141,6 +141,7 @@ class DataPlane:
         version = request.model_version
         if model is not None and not model.removed and version and version in model.versions:
             self.metrics.requests_fail.labels(
-                model.config.name, str(version), request.api, request.interface, "infer").inc()
+                model.config.name, str(version), request.api, request.interface, "infer"
+            ).inc()
         else:
             self.metrics.refused(request.api, request.interface, code)

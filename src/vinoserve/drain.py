@@ -82,5 +82,6 @@ class Drain:
 
     def cut_error(self) -> VinoserveError:
         """The error of a request cancelled when the drain timed out."""
-        return VinoserveError(StatusCode.SHUTTING_DOWN,
-                              f"request cancelled after --shutdown_timeout_s {self.timeout_s:g}")
+        return VinoserveError(
+            StatusCode.SHUTTING_DOWN, f"request cancelled after --shutdown_timeout_s {self.timeout_s:g}"
+        )

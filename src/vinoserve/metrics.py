@@ -26,8 +26,12 @@ _MV = ("name", "version")
 APIS = ("TFS", "KServe")
 INTERFACES = ("gRPC", "REST")
 # why a request found no model version to run on
-REFUSALS = (StatusCode.MODEL_NOT_FOUND, StatusCode.VERSION_NOT_FOUND, StatusCode.VERSION_NOT_LOADED,
-            StatusCode.VERSION_RETIRED)
+REFUSALS = (
+    StatusCode.MODEL_NOT_FOUND,
+    StatusCode.VERSION_NOT_FOUND,
+    StatusCode.VERSION_NOT_LOADED,
+    StatusCode.VERSION_RETIRED,
+)
 
 
 class Metrics:
@@ -47,26 +51,33 @@ class Metrics:
             "ovms_requests_fail", "Failed requests", (*_MV, "api", "interface", "method"), registry=r
         )
         self.request_time = Histogram(
-            "ovms_request_time_seconds", "Request handling time", (*_MV, "api", "interface"),
-            buckets=_LAT_BUCKETS, registry=r,
+            "ovms_request_time_seconds",
+            "Request handling time",
+            (*_MV, "api", "interface"),
+            buckets=_LAT_BUCKETS,
+            registry=r,
         )
         self.inference_time = Histogram(
             "ovms_inference_time_seconds", "Inference execution time", _MV, buckets=_LAT_BUCKETS, registry=r
         )
         self.wait_for_infer_req_time = Histogram(
-            "ovms_wait_for_infer_req_time_seconds", "Time a request waited for a free infer request",
-            _MV, buckets=_LAT_BUCKETS, registry=r,
+            "ovms_wait_for_infer_req_time_seconds",
+            "Time a request waited for a free infer request",
+            _MV,
+            buckets=_LAT_BUCKETS,
+            registry=r,
         )
         self.current_requests = Gauge("ovms_current_requests", "Requests in progress", _MV, registry=r)
-        self.reshapes = Counter(
-            "vinoserve_reshapes", "Shape variants compiled after load", (*_MV, "cause"), registry=r
-        )
+        self.reshapes = Counter("vinoserve_reshapes", "Shape variants compiled after load", (*_MV, "cause"), registry=r)
         self.reshape_failures = Counter(
             "vinoserve_reshape_failures", "Shapes the model could not take", _MV, registry=r
         )
         self.reshape_time = Histogram(
-            "vinoserve_reshape_time_seconds", "Reshape and compile time of a shape variant", _MV,
-            buckets=_COMPILE_BUCKETS, registry=r,
+            "vinoserve_reshape_time_seconds",
+            "Reshape and compile time of a shape variant",
+            _MV,
+            buckets=_COMPILE_BUCKETS,
+            registry=r,
         )
         self.variant_hits = Counter(
             "vinoserve_variant_cache_hits", "Requests served by an already compiled variant", _MV, registry=r
@@ -77,39 +88,56 @@ class Metrics:
         self.variant_evictions = Counter(
             "vinoserve_variant_cache_evictions", "Compiled variants evicted", _MV, registry=r
         )
-        self.variants_resident = Gauge(
-            "vinoserve_variants_resident", "Compiled shape variants held", _MV, registry=r
-        )
+        self.variants_resident = Gauge("vinoserve_variants_resident", "Compiled shape variants held", _MV, registry=r)
         self.batch_size = Histogram(
-            "vinoserve_batch_size", "Request rows merged into one inference by the batcher (without padding)",
-            _MV, buckets=_BATCH_BUCKETS, registry=r,
+            "vinoserve_batch_size",
+            "Request rows merged into one inference by the batcher (without padding)",
+            _MV,
+            buckets=_BATCH_BUCKETS,
+            registry=r,
         )
         self.batch_queue_delay = Histogram(
-            "vinoserve_batch_queue_delay_seconds", "Time a request waited in the batching queue", _MV,
-            buckets=_LAT_BUCKETS, registry=r,
+            "vinoserve_batch_queue_delay_seconds",
+            "Time a request waited in the batching queue",
+            _MV,
+            buckets=_LAT_BUCKETS,
+            registry=r,
         )
         self.batch_padding_rows = Counter(
-            "vinoserve_batch_padding_rows", "Rows added to merged batches to land on a compiled batch size",
-            _MV, registry=r,
+            "vinoserve_batch_padding_rows",
+            "Rows added to merged batches to land on a compiled batch size",
+            _MV,
+            registry=r,
         )
         self.requests_refused = Counter(
-            "vinoserve_requests_refused", "Requests for a model or version that does not exist or has none "
-            "loaded, without the requested name", ("api", "interface", "reason"), registry=r
+            "vinoserve_requests_refused",
+            "Requests for a model or version that does not exist or has none loaded, without the requested name",
+            ("api", "interface", "reason"),
+            registry=r,
         )
         for api in APIS:  # every series from the start: the set is fixed
             for interface in INTERFACES:
                 for code in REFUSALS:
                     self.requests_refused.labels(api, interface, code.name)
         self._per_model: list[tuple[MetricWrapperBase, tuple[str, ...]]] = [
-            (m, labels) for m, labels in (
+            (m, labels)
+            for m, labels in (
                 (self.requests_success, (*_MV, "api", "interface", "method")),
                 (self.requests_fail, (*_MV, "api", "interface", "method")),
                 (self.request_time, (*_MV, "api", "interface")),
-                (self.inference_time, _MV), (self.wait_for_infer_req_time, _MV),
-                (self.current_requests, _MV), (self.reshapes, (*_MV, "cause")),
-                (self.reshape_failures, _MV), (self.reshape_time, _MV), (self.variant_hits, _MV),
-                (self.variant_misses, _MV), (self.variant_evictions, _MV), (self.variants_resident, _MV),
-                (self.batch_size, _MV), (self.batch_queue_delay, _MV), (self.batch_padding_rows, _MV),
+                (self.inference_time, _MV),
+                (self.wait_for_infer_req_time, _MV),
+                (self.current_requests, _MV),
+                (self.reshapes, (*_MV, "cause")),
+                (self.reshape_failures, _MV),
+                (self.reshape_time, _MV),
+                (self.variant_hits, _MV),
+                (self.variant_misses, _MV),
+                (self.variant_evictions, _MV),
+                (self.variants_resident, _MV),
+                (self.batch_size, _MV),
+                (self.batch_queue_delay, _MV),
+                (self.batch_padding_rows, _MV),
             )
         ]
 
@@ -125,9 +153,12 @@ class Metrics:
     def drop_model(self, name: str) -> None:
         """Remove every series of model ``name`` (it was taken out of the configuration)."""
         for metric, labelnames in self._per_model:
-            keys = {tuple(sample.labels[n] for n in labelnames)
-                    for family in metric.collect() for sample in family.samples
-                    if sample.labels.get("name") == name}
+            keys = {
+                tuple(sample.labels[n] for n in labelnames)
+                for family in metric.collect()
+                for sample in family.samples
+                if sample.labels.get("name") == name
+            }
             for key in keys:
                 metric.remove(*key)
 
@@ -168,9 +199,11 @@ class VersionSeries:
         if found is None:
             m, labels = self._metrics, self._labels
             found = self._calls[(api, interface)] = CallSeries(
-                m.current_requests.labels(*labels), m.requests_success.labels(*labels, api, interface, "infer"),
+                m.current_requests.labels(*labels),
+                m.requests_success.labels(*labels, api, interface, "infer"),
                 m.requests_fail.labels(*labels, api, interface, "infer"),
-                m.request_time.labels(*labels, api, interface))
+                m.request_time.labels(*labels, api, interface),
+            )
         return found
 
     def timing(self) -> tuple[Histogram, Histogram]:

@@ -35,8 +35,9 @@ class Server:
         self.settings = settings
         self.runtime = runtime or Runtime(settings.cache_dir)
         self.metrics = Metrics(per_request=settings.metrics_enable)
-        self.manager = ModelManager(settings.models, self.runtime, self.metrics, settings.config_path,
-                                    settings.shape_variants)
+        self.manager = ModelManager(
+            settings.models, self.runtime, self.metrics, settings.config_path, settings.shape_variants
+        )
         self.dataplane = DataPlane(self.manager, self.metrics)
         self.grpc_port = 0
         self.rest_port = 0
@@ -52,15 +53,21 @@ class Server:
 
             creds = tls_credentials(*s.tls.read()) if s.tls else None
             self._grpc, self.grpc_port = await start_grpc_server(
-                self.dataplane, s.grpc_bind_address, max(s.port, 0), s.max_request_bytes, creds)
+                self.dataplane, s.grpc_bind_address, max(s.port, 0), s.max_request_bytes, creds
+            )
             log.info("gRPC server listening on %s:%d", s.grpc_bind_address, self.grpc_port)
         if s.rest_port and bind_rest:
             from .protocol.rest.app import start_rest_server
             from .tls import server_context
 
             self._rest = await start_rest_server(
-                self.dataplane, s.rest_bind_address, max(s.rest_port, 0), s.max_request_bytes,
-                s.metrics_enable, server_context(s.tls) if s.tls else None)
+                self.dataplane,
+                s.rest_bind_address,
+                max(s.rest_port, 0),
+                s.max_request_bytes,
+                s.metrics_enable,
+                server_context(s.tls) if s.tls else None,
+            )
             self.rest_port = self._rest.port
             log.info("REST server listening on %s:%d", s.rest_bind_address, self.rest_port)
         self._tasks.append(asyncio.create_task(self.manager.start()))

@@ -90,12 +90,13 @@ class Region:
         if ref.offset < 0 or ref.byte_size < 0 or ref.offset + ref.byte_size > size:
             raise _invalid(
                 f"shared memory offset {ref.offset} + byte size {ref.byte_size} of {what} is beyond the "
-                f"{size} bytes of region '{self.status.name}'")
+                f"{size} bytes of region '{self.status.name}'"
+            )
         if self._mmap.size() < self.status.offset + size:
             # the client truncated the object after registering it: touching the pages would fault
             raise _invalid(f"shared memory region '{self.status.name}' no longer has its {size} bytes")
         begin = self._start + ref.offset
-        return memoryview(self._mmap)[begin:begin + ref.byte_size]
+        return memoryview(self._mmap)[begin : begin + ref.byte_size]
 
     def close(self) -> bool:
         """Unmap now, unless a view of it is still alive (then it unmaps when the last view goes)."""
@@ -150,7 +151,8 @@ class Lease:
         if size > ref.byte_size:
             raise _invalid(
                 f"shared memory size specified with the request for output '{name}' ({ref.byte_size} bytes) "
-                f"should be at least {size} bytes to hold the results")
+                f"should be at least {size} bytes to hold the results"
+            )
         span = region.span(ref, f"output {name}")
         try:
             dst = np.frombuffer(span, dtype=np.uint8, count=size)
@@ -198,8 +200,10 @@ class ShmRegistry:
             if not stat.S_ISREG(st.st_mode):
                 raise _invalid(f"shared memory key '{key}' is not a shared memory object")
             if offset + byte_size > st.st_size:
-                raise _invalid(f"shared memory region '{name}': offset {offset} + byte_size {byte_size} is "
-                               f"beyond the {st.st_size} bytes of '{key}'")
+                raise _invalid(
+                    f"shared memory region '{name}': offset {offset} + byte_size {byte_size} is "
+                    f"beyond the {st.st_size} bytes of '{key}'"
+                )
             start = offset % mmap.ALLOCATIONGRANULARITY
             mapping = mmap.mmap(fd, start + byte_size, offset=offset - start)
         finally:
@@ -239,4 +243,3 @@ class ShmRegistry:
     def close(self) -> None:
         """Unregister and unmap every region (server shutdown)."""
         self.unregister()
-

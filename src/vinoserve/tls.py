@@ -59,8 +59,11 @@ def server_context(files: TlsFiles) -> ssl.SSLContext:
 
     Raises :class:`StartupError` naming the flag and the file when something cannot be loaded.
     """
-    for path, flag, marker in ((files.cert, "--tls_cert", b"CERTIFICATE"), (files.key, "--tls_key", b"PRIVATE KEY"),
-                               (files.client_ca, "--tls_client_ca", b"CERTIFICATE")):
+    for path, flag, marker in (
+        (files.cert, "--tls_cert", b"CERTIFICATE"),
+        (files.key, "--tls_key", b"PRIVATE KEY"),
+        (files.client_ca, "--tls_client_ca", b"CERTIFICATE"),
+    ):
         if path is not None:
             _read(path, flag, marker)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -66,8 +66,7 @@ def call_apis(spec: dict[str, Any], x: np.ndarray) -> dict[str, Any]:
     name, rest, grpc_port = spec["model"], spec["rest_port"], spec["grpc_port"]
     inp, out = spec["input"], spec["output"]
     res: dict[str, Any] = {}
-    r = requests.post(f"http://127.0.0.1:{rest}/v1/models/{name}:predict", json={"instances": x.tolist()},
-                      timeout=60)
+    r = requests.post(f"http://127.0.0.1:{rest}/v1/models/{name}:predict", json={"instances": x.tolist()}, timeout=60)
     res["v1_rest"] = [r.status_code, r.json().get("predictions")]
     body = {"inputs": [{"name": inp, "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
     r = requests.post(f"http://127.0.0.1:{rest}/v2/models/{name}/infer", json=body, timeout=60)

@@ -37,12 +37,15 @@ def test_manifest_passes_strict_schema(name: str) -> None:
     assert schema_errors(load(KSERVE / name)) == []
 
 
-@pytest.mark.parametrize(("fixture", "where", "message"), [
-    ("runtime_misspelt_key.yaml", "spec: ", "'supportedModelFormat' was unexpected"),
-    ("runtime_string_port.yaml", "spec/containers/0/ports/0/containerPort: ", "is not of type 'integer'"),
-    ("isvc_misspelt_key.yaml", "spec/predictor/model: ", "'storageURI' was unexpected"),
-    ("clusterruntime_probe_port_list.yaml", "spec/containers/0/readinessProbe/httpGet/port: ", "is not valid"),
-])
+@pytest.mark.parametrize(
+    ("fixture", "where", "message"),
+    [
+        ("runtime_misspelt_key.yaml", "spec: ", "'supportedModelFormat' was unexpected"),
+        ("runtime_string_port.yaml", "spec/containers/0/ports/0/containerPort: ", "is not of type 'integer'"),
+        ("isvc_misspelt_key.yaml", "spec/predictor/model: ", "'storageURI' was unexpected"),
+        ("clusterruntime_probe_port_list.yaml", "spec/containers/0/readinessProbe/httpGet/port: ", "is not valid"),
+    ],
+)
 def test_schema_rejects_broken_manifest(fixture: str, where: str, message: str) -> None:
     errors = schema_errors(load(FIXTURES / fixture))
     assert len(errors) == 1, errors

@@ -25,8 +25,9 @@ def _namespaces_unavailable() -> str | None:
     for tool in ("unshare", "ip", "mount"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
-    probe = subprocess.run(["unshare", "--net", "--mount", "ip", "link", "set", "lo", "up"],
-                           capture_output=True, text=True, timeout=30)
+    probe = subprocess.run(
+        ["unshare", "--net", "--mount", "ip", "link", "set", "lo", "up"], capture_output=True, text=True, timeout=30
+    )
     if probe.returncode != 0:
         return f"unshare --net --mount is not permitted here: {probe.stderr.strip()}"
     return None
@@ -52,25 +53,39 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     container = predictor_container(runtime(), isvc)
     rest = port_number(container, "http1")
     annotations = runtime()["spec"]["annotations"]
-    probes = {k.removesuffix("Probe"): [port_number(container, container[k]["httpGet"]["port"]),
-                                        container[k]["httpGet"]["path"]]
-              for k in ("startupProbe", "readinessProbe", "livenessProbe")}
+    probes = {
+        k.removesuffix("Probe"): [
+            port_number(container, container[k]["httpGet"]["port"]),
+            container[k]["httpGet"]["path"],
+        ]
+        for k in ("startupProbe", "readinessProbe", "livenessProbe")
+    }
     (healthcheck,) = containerfile()["HEALTHCHECK"]
     probes["healthcheck"] = [rest, healthcheck.split("127.0.0.1:8080", 1)[1].split("'", 1)[0]]
     spec = {
         "argv": [_entrypoint(), *container["args"]],
         "models": str(write_affine(tmp / "model")),
-        "model": isvc["metadata"]["name"], "input": "b", "output": "y",
-        "rest_port": rest, "grpc_port": port_number(container, "grpc"),
+        "model": isvc["metadata"]["name"],
+        "input": "b",
+        "output": "y",
+        "rest_port": rest,
+        "grpc_port": port_number(container, "grpc"),
         "probes": probes,
         "metrics": [int(annotations["prometheus.kserve.io/port"]), annotations["prometheus.kserve.io/path"]],
         # integers: exact in every inference precision; batch 3 against a [1,10] model needs --batch_size=auto
         "x": np.arange(30, dtype=np.float32).reshape(3, 10).tolist(),
-        "timeout": 120, "log": str(tmp / "server.log"), "result": str(tmp / "result.json"),
+        "timeout": 120,
+        "log": str(tmp / "server.log"),
+        "result": str(tmp / "result.json"),
     }
     (tmp / "spec.json").write_text(json.dumps(spec))
-    run = subprocess.run(["unshare", "--net", "--mount", sys.executable, str(POD), str(tmp / "spec.json")],
-                         capture_output=True, text=True, timeout=240, env={**os.environ, "PYTHONPATH": ""})
+    run = subprocess.run(
+        ["unshare", "--net", "--mount", sys.executable, str(POD), str(tmp / "spec.json")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
     log = (tmp / "server.log").read_text() if (tmp / "server.log").exists() else ""
     assert run.returncode == 0 and (tmp / "result.json").exists(), f"{run.stderr}\n--- server ---\n{log}"
     result: dict[str, Any] = json.loads((tmp / "result.json").read_text())
@@ -105,8 +120,11 @@ def test_metrics_count_the_requests(pod: dict[str, Any]) -> None:
     status, text = pod["metrics"]
     assert status == 200
     name = inference_service()["metadata"]["name"]
-    served = [line for line in text.splitlines()
-              if line.startswith("ovms_requests_success_total{") and f'name="{name}"' in line]
+    served = [
+        line
+        for line in text.splitlines()
+        if line.startswith("ovms_requests_success_total{") and f'name="{name}"' in line
+    ]
     assert sum(float(line.rsplit(" ", 1)[1]) for line in served) >= 4, served
 
 

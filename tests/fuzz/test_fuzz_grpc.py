@@ -29,12 +29,46 @@ pytestmark = pytest.mark.fuzz
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 INFER = "/inference.GRPCInferenceService/ModelInfer"
 FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
-TF_TYPED = ["float_val", "double_val", "int_val", "int64_val", "bool_val", "half_val", "uint32_val", "uint64_val",
-            "string_val"]
-KSERVE_TYPES = ["FP32", "FP64", "FP16", "BF16", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32",
-                "UINT64", "BOOL", "BYTES", "fp32", "", "FP33"]
-KSERVE_CONTENTS = ["bool_contents", "int_contents", "int64_contents", "uint_contents", "uint64_contents",
-                   "fp32_contents", "fp64_contents", "bytes_contents"]
+TF_TYPED = [
+    "float_val",
+    "double_val",
+    "int_val",
+    "int64_val",
+    "bool_val",
+    "half_val",
+    "uint32_val",
+    "uint64_val",
+    "string_val",
+]
+KSERVE_TYPES = [
+    "FP32",
+    "FP64",
+    "FP16",
+    "BF16",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "BOOL",
+    "BYTES",
+    "fp32",
+    "",
+    "FP33",
+]
+KSERVE_CONTENTS = [
+    "bool_contents",
+    "int_contents",
+    "int64_contents",
+    "uint_contents",
+    "uint64_contents",
+    "fp32_contents",
+    "fp64_contents",
+    "bytes_contents",
+]
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +156,10 @@ def kserve_near_valid(draw: st.DrawFn) -> bytes:
     """A valid ModelInfer of aff (raw FP32 [1,10]) with at most one of datatype, shape, size or name changed."""
     change = draw(st.sampled_from(["none", "datatype", "shape", "size", "name"]))
     req = pb.ModelInferRequest(model_name="aff")
-    t = req.inputs.add(name=draw(st.sampled_from(NAMES)) if change == "name" else "b",
-                       datatype=draw(st.sampled_from(KSERVE_TYPES)) if change == "datatype" else "FP32")
+    t = req.inputs.add(
+        name=draw(st.sampled_from(NAMES)) if change == "name" else "b",
+        datatype=draw(st.sampled_from(KSERVE_TYPES)) if change == "datatype" else "FP32",
+    )
     t.shape.extend(d for d in draw(dims()) if -(2**63) <= d < 2**63) if change == "shape" else t.shape.extend([1, 10])
     size = draw(st.integers(0, 80)) if change == "size" else 40
     req.raw_input_contents.append(draw(st.binary(min_size=size, max_size=size)))
@@ -132,9 +168,11 @@ def kserve_near_valid(draw: st.DrawFn) -> bytes:
 
 @st.composite
 def kserve_requests(draw: st.DrawFn) -> bytes:
-    req = pb.ModelInferRequest(model_name=draw(st.sampled_from([*MODELS, "nope"])),
-                               model_version=draw(st.sampled_from(["", "1", "0", "x", "-1", "99"])),
-                               id=draw(st.text(max_size=8)))
+    req = pb.ModelInferRequest(
+        model_name=draw(st.sampled_from([*MODELS, "nope"])),
+        model_version=draw(st.sampled_from(["", "1", "0", "x", "-1", "99"])),
+        id=draw(st.text(max_size=8)),
+    )
     raw = draw(st.booleans())
     for _ in range(draw(st.integers(0, 3))):
         t = req.inputs.add(name=draw(st.sampled_from(NAMES)), datatype=draw(st.sampled_from(KSERVE_TYPES)))
@@ -143,11 +181,16 @@ def kserve_requests(draw: st.DrawFn) -> bytes:
             req.raw_input_contents.append(draw(st.binary(max_size=96)))
         else:
             field = draw(st.sampled_from(KSERVE_CONTENTS))
-            values = {"bool_contents": st.booleans(), "bytes_contents": st.binary(max_size=8),
-                      "fp32_contents": st.floats(width=32), "fp64_contents": st.floats(),
-                      "int_contents": st.integers(-(2**31), 2**31 - 1),
-                      "int64_contents": st.integers(-(2**63), 2**63 - 1),
-                      "uint_contents": st.integers(0, 2**32 - 1), "uint64_contents": st.integers(0, 2**64 - 1)}[field]
+            values = {
+                "bool_contents": st.booleans(),
+                "bytes_contents": st.binary(max_size=8),
+                "fp32_contents": st.floats(width=32),
+                "fp64_contents": st.floats(),
+                "int_contents": st.integers(-(2**31), 2**31 - 1),
+                "int64_contents": st.integers(-(2**63), 2**63 - 1),
+                "uint_contents": st.integers(0, 2**32 - 1),
+                "uint64_contents": st.integers(0, 2**64 - 1),
+            }[field]
             getattr(t.contents, field).extend(draw(st.lists(values, max_size=24)))
     if raw and draw(st.booleans()):
         req.raw_input_contents.append(b"\0" * 4)  # one more buffer than inputs
@@ -169,10 +212,18 @@ def test_kserve_infer(channel: grpc.Channel, body: bytes) -> None:
 
 
 @FUZZ
-@given(path=st.sampled_from([PREDICT, INFER, "/tensorflow.serving.PredictionService/GetModelMetadata",
-                             "/tensorflow.serving.ModelService/GetModelStatus",
-                             "/inference.GRPCInferenceService/ModelMetadata"]),
-       body=st.binary(max_size=512))
+@given(
+    path=st.sampled_from(
+        [
+            PREDICT,
+            INFER,
+            "/tensorflow.serving.PredictionService/GetModelMetadata",
+            "/tensorflow.serving.ModelService/GetModelStatus",
+            "/inference.GRPCInferenceService/ModelMetadata",
+        ]
+    ),
+    body=st.binary(max_size=512),
+)
 def test_random_bytes(channel: grpc.Channel, path: str, body: bytes) -> None:
     _send(channel, path, body)
 

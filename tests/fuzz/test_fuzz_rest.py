@@ -25,11 +25,20 @@ pytestmark = pytest.mark.fuzz
 
 HEADER = "Inference-Header-Content-Length"
 KSERVE_TYPES = ["FP32", "FP64", "FP16", "BF16", "INT8", "INT32", "INT64", "UINT8", "UINT64", "BOOL", "BYTES", "X"]
-scalars = (st.none() | st.booleans() | st.integers(-(2**64), 2**64) | st.floats(allow_nan=False, allow_infinity=False)
-           | st.text(max_size=6) | st.fixed_dictionaries({"b64": st.sampled_from(["AP8=", "!!", "", "YQ=="])}))
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**64), 2**64)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6)
+    | st.fixed_dictionaries({"b64": st.sampled_from(["AP8=", "!!", "", "YQ=="])})
+)
 # JSON values: nested lists (ragged or not) and objects of scalars
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=6)
-                           | st.dictionaries(st.sampled_from(NAMES), inner, max_size=3), max_leaves=40)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.sampled_from(NAMES), inner, max_size=3),
+    max_leaves=40,
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +54,9 @@ def session() -> Iterator[requests.Session]:
         yield s
 
 
-def _send(session: requests.Session, server: RunningServer, path: str, body: bytes,
-          headers: dict[str, str] | None = None) -> None:
+def _send(
+    session: requests.Session, server: RunningServer, path: str, body: bytes, headers: dict[str, str] | None = None
+) -> None:
     r = session.post(server.rest_url + path, data=body, headers=headers, timeout=60)
     TALLY[f"rest {path.rsplit('/', 2)[-1].split(':')[-1]} {r.status_code}"] += 1
     assert r.status_code in HTTP_ALLOWED, (r.status_code, r.text[:300], body[:300])
@@ -93,9 +103,11 @@ def kserve_bodies(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
     """A KServe infer body (JSON data, or a JSON header and binary data) and its headers."""
     inputs, blobs = [], []
     for _ in range(draw(st.integers(0, 3))):
-        tensor: dict[str, Any] = {"name": draw(st.sampled_from(NAMES)),
-                                  "datatype": draw(st.sampled_from(KSERVE_TYPES) | scalars),
-                                  "shape": draw(dims() | st.lists(scalars, max_size=3))}
+        tensor: dict[str, Any] = {
+            "name": draw(st.sampled_from(NAMES)),
+            "datatype": draw(st.sampled_from(KSERVE_TYPES) | scalars),
+            "shape": draw(dims() | st.lists(scalars, max_size=3)),
+        }
         if draw(st.booleans()):
             blob = draw(st.binary(max_size=80))
             size = st.sampled_from([len(blob), len(blob) + 1, 0, -1]) | scalars
@@ -106,8 +118,12 @@ def kserve_bodies(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
         inputs.append(tensor)
     doc: dict[str, Any] = {"inputs": inputs if draw(st.integers(0, 9)) else draw(json_values)}
     if draw(st.booleans()):
-        doc["outputs"] = [{"name": draw(st.sampled_from(["y", "nope"]) | scalars),
-                           "parameters": {"binary_data": draw(st.booleans() | scalars)}}]
+        doc["outputs"] = [
+            {
+                "name": draw(st.sampled_from(["y", "nope"]) | scalars),
+                "parameters": {"binary_data": draw(st.booleans() | scalars)},
+            }
+        ]
     if draw(st.booleans()):
         doc["id"] = draw(st.text(max_size=4) | scalars)
     header = json.dumps(doc).encode()
@@ -128,7 +144,7 @@ def tfs_near_valid(draw: st.DrawFn) -> bytes:
     if change == "value":
         row[draw(st.integers(0, 9))] = draw(scalars)
     elif change == "length":
-        row = row[:draw(st.integers(0, 9))]
+        row = row[: draw(st.integers(0, 9))]
     instances = [row] * (draw(st.integers(0, 3)) if change == "batch" else 1)
     body = json.dumps({"instances": instances}).encode()
     if change == "nest":
@@ -148,7 +164,7 @@ def kserve_near_valid(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
         if change == "value":
             tensor["data"][draw(st.integers(0, 9))] = draw(scalars)
         return draw(mutated(json.dumps({"inputs": [tensor]}).encode())), {}
-    blob = x.tobytes()[:draw(st.integers(0, 39))] if change == "size" else x.tobytes()
+    blob = x.tobytes()[: draw(st.integers(0, 39))] if change == "size" else x.tobytes()
     tensor["parameters"] = {"binary_data_size": len(blob)}
     header = json.dumps({"inputs": [tensor], "outputs": [{"name": "y", "parameters": {"binary_data": True}}]})
     length = len(header) + (draw(st.integers(-20, 20)) if change == "length" else 0)
@@ -169,23 +185,27 @@ def test_tfs_predict_near_valid(session: requests.Session, server: RunningServer
 
 @FUZZ
 @given(model=st.sampled_from([*MODELS, "nope"]), request=kserve_bodies())
-def test_kserve_infer(session: requests.Session, server: RunningServer, model: str,
-                      request: tuple[bytes, dict[str, str]]) -> None:
+def test_kserve_infer(
+    session: requests.Session, server: RunningServer, model: str, request: tuple[bytes, dict[str, str]]
+) -> None:
     body, headers = request
     _send(session, server, f"/v2/models/{model}/infer", body, headers)
 
 
 @FUZZ
 @given(request=kserve_near_valid())
-def test_kserve_infer_near_valid(session: requests.Session, server: RunningServer,
-                                 request: tuple[bytes, dict[str, str]]) -> None:
+def test_kserve_infer_near_valid(
+    session: requests.Session, server: RunningServer, request: tuple[bytes, dict[str, str]]
+) -> None:
     body, headers = request
     _send(session, server, "/v2/models/aff/infer", body, headers)
 
 
 @FUZZ
-@given(path=st.sampled_from(["/v1/models/aff:predict", "/v2/models/aff/infer", "/v1/models/str:predict"]),
-       body=st.binary(max_size=512))
+@given(
+    path=st.sampled_from(["/v1/models/aff:predict", "/v2/models/aff/infer", "/v1/models/str:predict"]),
+    body=st.binary(max_size=512),
+)
 def test_random_bytes(session: requests.Session, server: RunningServer, path: str, body: bytes) -> None:
     _send(session, server, path, body)
 

@@ -23,8 +23,9 @@ def dtype_number(number: int) -> types_pb2.DataType:
     return cast(types_pb2.DataType, number)
 
 
-def tfs_request(inputs: Mapping[str, np.ndarray | tensor_pb2.TensorProto], model: str = "m",
-                version: int | None = None) -> predict_pb2.PredictRequest:
+def tfs_request(
+    inputs: Mapping[str, np.ndarray | tensor_pb2.TensorProto], model: str = "m", version: int | None = None
+) -> predict_pb2.PredictRequest:
     """A TF Serving PredictRequest: arrays (FP32/I32) go into ``tensor_content``; TensorProtos as given."""
     req = predict_pb2.PredictRequest()
     req.model_spec.name = model
@@ -42,13 +43,19 @@ def tfs_request(inputs: Mapping[str, np.ndarray | tensor_pb2.TensorProto], model
     return req
 
 
-def predict_raw(server: RunningServer, inputs: Mapping[str, np.ndarray], model: str = "m",
-                version: int | None = None, timeout: float = 60) -> predict_pb2.PredictResponse:
+def predict_raw(
+    server: RunningServer,
+    inputs: Mapping[str, np.ndarray],
+    model: str = "m",
+    version: int | None = None,
+    timeout: float = 60,
+) -> predict_pb2.PredictResponse:
     """TF Serving Predict with the project's own stubs on a fresh channel; raises grpc.RpcError."""
     req = tfs_request(inputs, model, version)
     with grpc.insecure_channel(server.grpc_address) as ch:
         resp: predict_pb2.PredictResponse = prediction_service_pb2_grpc.PredictionServiceStub(ch).Predict(
-            req, timeout=timeout)
+            req, timeout=timeout
+        )
     return resp
 
 

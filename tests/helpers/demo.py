@@ -29,5 +29,10 @@ class Demo:
 
 def run_prepare(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     """Run the preparation script as ``make demo`` does."""
-    return subprocess.run([sys.executable, str(PREPARE), "--out", str(out), *extra],
-                          capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, str(PREPARE), "--out", str(out), *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )

@@ -27,9 +27,14 @@ ITERATION = re.compile(rf"Iteration (\d+); Processing time: (\d+\.\d\d) ms; spee
 RESULT = re.compile(r"\t (\d+) (\S+) (-?\d+) (|; Correct match\.|; Incorrect match\. Should be (\d+) (\S+))")
 STATS = [
     re.compile(rf"{t}: (\d+\.\d\d) ms; {s}: {NUM} fps")
-    for t, s in [("average time", "average speed"), ("median time", "median speed"), ("max time", "min speed"),
-                 ("min time", "max speed"), ("time percentile 90", "speed percentile 90"),
-                 ("time percentile 50", "speed percentile 50")]
+    for t, s in [
+        ("average time", "average speed"),
+        ("median time", "median speed"),
+        ("max time", "min speed"),
+        ("min time", "max speed"),
+        ("time percentile 90", "speed percentile 90"),
+        ("time percentile 50", "speed percentile 50"),
+    ]
 ]
 
 
@@ -39,32 +44,62 @@ def quadrant_images(labels: list[int], seed: int = 0) -> np.ndarray:
     imgs = rng.uniform(0.0, 0.3, (len(labels), 3, 8, 8)).astype(np.float32)
     for i, k in enumerate(labels):
         r, c = divmod(k, 2)
-        imgs[i, :, 4 * r:4 * r + 4, 4 * c:4 * c + 4] = rng.uniform(0.7, 1.0, (3, 4, 4))
+        imgs[i, :, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4] = rng.uniform(0.7, 1.0, (3, 4, 4))
     return imgs
 
 
 def serve_quadrants(serve: Serve, base: Path, classes: int = 4, extra: Sequence[str] = ()) -> RunningServer:
     """Serve the quadrant model as ``quad`` with ``--batch_size auto`` (and ``extra`` flags)."""
-    return serve(["--model_name", "quad", "--model_path", str(write_quadrants(base / "quad", classes)),
-                  "--batch_size", "auto", "--plugin_config", F32, *extra])
+    return serve(
+        [
+            "--model_name",
+            "quad",
+            "--model_path",
+            str(write_quadrants(base / "quad", classes)),
+            "--batch_size",
+            "auto",
+            "--plugin_config",
+            F32,
+            *extra,
+        ]
+    )
 
 
 def run_client(port: int, data: Path, *extra: str, images: str = "imgs.npy") -> subprocess.CompletedProcess[str]:
     """The example client with the quadrant model's names; labels and names unless overridden."""
-    args = ["--grpc_port", str(port), "--model_name", "quad", "--input_name", "image",
-            "--output_name", "probabilities", "--transpose_input", "False",
-            "--images_numpy_path", str(data / images), *extra]
+    args = [
+        "--grpc_port",
+        str(port),
+        "--model_name",
+        "quad",
+        "--input_name",
+        "image",
+        "--output_name",
+        "probabilities",
+        "--transpose_input",
+        "False",
+        "--images_numpy_path",
+        str(data / images),
+        *extra,
+    ]
     return subprocess.run([*CLIENT, *args], capture_output=True, text=True, timeout=120, check=False)
 
 
-def check_output(text: str, batch: int, iterations: int, images: int, path: str, model: str = "quad"
-                 ) -> list[tuple[int, str, int, str]]:
+def check_output(
+    text: str, batch: int, iterations: int, images: int, path: str, model: str = "quad"
+) -> list[tuple[int, str, int, str]]:
     """Assert the SPEC §8 format line by line; return (index, name, class, mark) of every result line."""
     lines = text.split("\n")
     assert lines.pop() == "", "output must end with a newline"
-    assert lines[:7] == ["Image data range: 0.0 : 255.0", "Start processing:", f"\tModel name: {model}",
-                         f"\tIterations: {iterations}", f"\tImages numpy path: {path}",
-                         f"\tNumpy file shape: ({images}, 3, 8, 8)", ""]
+    assert lines[:7] == [
+        "Image data range: 0.0 : 255.0",
+        "Start processing:",
+        f"\tModel name: {model}",
+        f"\tIterations: {iterations}",
+        f"\tImages numpy path: {path}",
+        f"\tNumpy file shape: ({images}, 3, 8, 8)",
+        "",
+    ]
     pos = 7
     results: list[tuple[int, str, int, str]] = []
     times: list[int] = []
@@ -78,8 +113,8 @@ def check_output(text: str, batch: int, iterations: int, images: int, path: str,
             assert r and int(r[1]) == i, repr(lines[pos + 2 + i])
             results.append((i, r[2], int(r[3]), r[4]))
         pos += 2 + batch
-    assert lines[pos:pos + 2] == ["", "processing time for all iterations"]
-    _check_statistics(lines[pos + 2:], times, batch)
+    assert lines[pos : pos + 2] == ["", "processing time for all iterations"]
+    _check_statistics(lines[pos + 2 :], times, batch)
     return results
 
 

@@ -22,8 +22,9 @@ from .server import RunningServer
 X1 = np.arange(10, dtype=np.float32).reshape(1, 10)
 
 
-def predict(s: RunningServer, model: str = "m", version: int | None = None, x: np.ndarray = X1,
-            timeout: float = 30) -> tuple[int, float]:
+def predict(
+    s: RunningServer, model: str = "m", version: int | None = None, x: np.ndarray = X1, timeout: float = 30
+) -> tuple[int, float]:
     """(version that answered, bias of the affine model that answered: y - 2x)."""
     resp = predict_raw(s, {"b": x}, model, version, timeout=timeout)
     return resp.model_spec.version.value, bias_of(resp, x)

@@ -22,8 +22,9 @@ def _named(node: ov.Node, name: str) -> ov.Output:
     return out
 
 
-def affine_model(shape: list[int] | None = None, scale: float = 2.0, bias: float = 1.0,
-                 dtype: type = np.float32) -> ov.Model:
+def affine_model(
+    shape: list[int] | None = None, scale: float = 2.0, bias: float = 1.0, dtype: type = np.float32
+) -> ov.Model:
     """y = x * scale + bias, input ``b`` (default [1,10]), output ``y``."""
     shape = [1, 10] if shape is None else shape
     t = ov.Type.f32 if dtype == np.float32 else ov.Type(np.dtype(dtype))
@@ -33,8 +34,14 @@ def affine_model(shape: list[int] | None = None, scale: float = 2.0, bias: float
     return ov.Model([_named(y, "y")], [x], "affine")
 
 
-def write_affine(base: Path, version: int = 1, shape: list[int] | None = None, scale: float = 2.0,
-                 bias: float = 1.0, dtype: type = np.float32) -> Path:
+def write_affine(
+    base: Path,
+    version: int = 1,
+    shape: list[int] | None = None,
+    scale: float = 2.0,
+    bias: float = 1.0,
+    dtype: type = np.float32,
+) -> Path:
     """An IR of :func:`affine_model` in ``base/version``."""
     return _save(affine_model(shape, scale, bias, dtype), base, version)
 
@@ -83,8 +90,10 @@ def write_onnx_affine(base: Path, version: int = 1, batch: int | str = 1) -> Pat
         "affine",
         [helper.make_tensor_value_info("b", TensorProto.FLOAT, [batch, 10])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 10])],
-        [helper.make_tensor("two", TensorProto.FLOAT, [], [2.0]),
-         helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])],
+        [
+            helper.make_tensor("two", TensorProto.FLOAT, [], [2.0]),
+            helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
@@ -131,8 +140,7 @@ def write_slow(base: Path, version: int = 1, **kw: int) -> Path:
     return _save(slow_model(**kw), base, version)
 
 
-def write_slow_affine(base: Path, version: int = 1, rows_per_item: int = 32, size: int = 1024,
-                      depth: int = 32) -> Path:
+def write_slow_affine(base: Path, version: int = 1, rows_per_item: int = 32, size: int = 1024, depth: int = 32) -> Path:
     """y = b * 2 + 1 (input ``b`` [-1,10]) plus output ``work``: a chain of ``depth`` MatMuls.
 
     The chain runs on ``batch * rows_per_item`` rows of ``size`` columns, so the time an inference
@@ -163,8 +171,13 @@ def quadrant_model(classes: int = 4) -> ov.Model:
     summed = ops.reduce_sum(pooled, ops.constant(np.array([1], np.int64)), keep_dims=False)
     logits = ops.reshape(summed, ops.constant(np.array([0, 4], np.int64)), special_zero=True)
     if classes == 1001:
-        logits = ops.pad(logits, ops.constant(np.array([0, 1], np.int64)), ops.constant(np.array([0, 996], np.int64)),
-                         "constant", ops.constant(np.float32(-1e4)))
+        logits = ops.pad(
+            logits,
+            ops.constant(np.array([0, 1], np.int64)),
+            ops.constant(np.array([0, 996], np.int64)),
+            "constant",
+            ops.constant(np.float32(-1e4)),
+        )
     probs = ops.softmax(logits, 1).output(0)
     probs.get_tensor().set_names({"probabilities"})
     return ov.Model([probs], [x], "quadrants")

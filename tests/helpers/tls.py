@@ -29,19 +29,31 @@ class Certs:
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return path
 
 
-def _issue(path: Path, name: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name | None,
-           issuer_key: ec.EllipticCurvePrivateKey | None, ca: bool = False, server: bool = False) -> x509.Name:
+def _issue(
+    path: Path,
+    name: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name | None,
+    issuer_key: ec.EllipticCurvePrivateKey | None,
+    ca: bool = False,
+    server: bool = False,
+) -> x509.Name:
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
     builder = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(issuer or subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer or subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
     if server:
@@ -64,6 +76,7 @@ def make_certs(directory: Path) -> Certs:
             key = ec.generate_private_key(ec.SECP256R1())
             paths[leaf] = directory / f"{leaf}.pem"
             paths[f"{leaf}_key"] = _write_key(directory / f"{leaf}.key", key)
-            _issue(paths[leaf], "localhost" if server else f"vinoserve test {leaf}", key, ca_subject, ca_key,
-                   server=server)
+            _issue(
+                paths[leaf], "localhost" if server else f"vinoserve test {leaf}", key, ca_subject, ca_key, server=server
+            )
     return Certs(**paths)

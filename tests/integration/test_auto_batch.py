@@ -62,8 +62,18 @@ def test_fixed_batch_rejects_other_batches(serve: Serve, affine: Path) -> None:
 
 
 def test_dynamic_and_range_batches(serve: Serve, tmp_path: Path) -> None:
-    dyn = serve(["--model_name", "m", "--model_path", str(write_affine(tmp_path / "a")), "--batch_size", "-1",
-                 "--plugin_config", F32])
+    dyn = serve(
+        [
+            "--model_name",
+            "m",
+            "--model_path",
+            str(write_affine(tmp_path / "a")),
+            "--batch_size",
+            "-1",
+            "--plugin_config",
+            F32,
+        ]
+    )
     client = ovmsclient.make_grpc_client(dyn.grpc_address)
     for n in (1, 8, 3, 17):
         np.testing.assert_allclose(client.predict({"b": batch(n)}, "m"), batch(n) * 2 + 1, rtol=1e-6)
@@ -121,15 +131,18 @@ def test_compiled_shape_served_while_another_compiles(serve: Serve, affine: Path
             gate.wait(30)
 
     runtime.before_compile = slow_for_batch_3
-    s = serve(["--model_name", "m", "--model_path", str(affine), "--batch_size", "auto", "--plugin_config", F32],
-              runtime=runtime)
+    s = serve(
+        ["--model_name", "m", "--model_path", str(affine), "--batch_size", "auto", "--plugin_config", F32],
+        runtime=runtime,
+    )
     predict_raw(s, {"b": batch(8)})  # compiled before the slow one starts
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(predict_raw, s, {"b": batch(3)})
         assert compiling.wait(10)
         for n in (1, 8, 1, 8):
-            np.testing.assert_allclose(out_array(predict_raw(s, {"b": batch(n)}, timeout=5), "y"),
-                                       batch(n) * 2 + 1, rtol=1e-6)
+            np.testing.assert_allclose(
+                out_array(predict_raw(s, {"b": batch(n)}, timeout=5), "y"), batch(n) * 2 + 1, rtol=1e-6
+            )
         assert not pending.done()
         status = ovmsclient.make_grpc_client(s.grpc_address).get_model_status("m")
         assert status[1]["state"] == "AVAILABLE"
@@ -146,15 +159,37 @@ def test_shape_the_model_cannot_take(serve: Serve, tmp_path: Path) -> None:
 
 
 def test_single_variant_cache_still_serves_everything(serve: Serve, affine: Path) -> None:
-    s = serve(["--model_name", "m", "--model_path", str(affine), "--batch_size", "auto", "--shape_variants", "1",
-               "--plugin_config", F32])
+    s = serve(
+        [
+            "--model_name",
+            "m",
+            "--model_path",
+            str(affine),
+            "--batch_size",
+            "auto",
+            "--shape_variants",
+            "1",
+            "--plugin_config",
+            F32,
+        ]
+    )
     for n in (1, 8, 1, 8, 2):
         np.testing.assert_allclose(out_array(predict_raw(s, {"b": batch(n)}), "y"), batch(n) * 2 + 1, rtol=1e-6)
 
 
 def test_two_inputs_under_auto(serve: Serve, tmp_path: Path) -> None:
-    s = serve(["--model_name", "m", "--model_path", str(write_two_inputs(tmp_path / "m")), "--batch_size", "auto",
-               "--plugin_config", F32])
+    s = serve(
+        [
+            "--model_name",
+            "m",
+            "--model_path",
+            str(write_two_inputs(tmp_path / "m")),
+            "--batch_size",
+            "auto",
+            "--plugin_config",
+            F32,
+        ]
+    )
     client = ovmsclient.make_grpc_client(s.grpc_address)
     for n in (1, 4):
         a, b = batch(n), batch(n) * 3
@@ -172,8 +207,9 @@ def test_onnx_model_and_shape_modes(serve: Serve, tmp_path: Path) -> None:
     s = serve(["--model_name", "m", "--model_path", str(onnx_dir), "--shape", "auto", "--plugin_config", F32])
     for n in (1, 6):
         np.testing.assert_allclose(out_array(predict_raw(s, {"b": batch(n)}), "y"), batch(n) * 2 + 1, rtol=1e-6)
-    fixed = serve(["--model_name", "m", "--model_path", str(write_onnx_affine(tmp_path / "f", batch="N")),
-                   "--shape", "(2,10)"])
+    fixed = serve(
+        ["--model_name", "m", "--model_path", str(write_onnx_affine(tmp_path / "f", batch="N")), "--shape", "(2,10)"]
+    )
     assert out_array(predict_raw(fixed, {"b": batch(2)}), "y").shape == (2, 10)
     err = rpc_error(predict_raw, fixed, {"b": batch(2, 10).reshape(2, 10, 1)})
     assert err.details() == "Invalid number of shape dimensions - Expected: (2,10); Actual: (2,10,1); input name: b"
@@ -182,8 +218,20 @@ def test_onnx_model_and_shape_modes(serve: Serve, tmp_path: Path) -> None:
 def test_layout_transpose(serve: Serve, tmp_path: Path) -> None:
     """NHWC:NCHW: clients send NHWC, the NCHW model sees the transposed data, position for position."""
     h, w = 4, 6  # not square, so H and W cannot be confused without a shape error or wrong values
-    s = serve(["--model_name", "m", "--model_path", str(write_positional(tmp_path / "p", h, w)),
-               "--layout", "NHWC:NCHW", "--batch_size", "auto", "--plugin_config", F32])
+    s = serve(
+        [
+            "--model_name",
+            "m",
+            "--model_path",
+            str(write_positional(tmp_path / "p", h, w)),
+            "--layout",
+            "NHWC:NCHW",
+            "--batch_size",
+            "auto",
+            "--plugin_config",
+            F32,
+        ]
+    )
     client = ovmsclient.make_grpc_client(s.grpc_address)
     assert client.get_model_metadata("m")["inputs"]["x"]["shape"] == [1, h, w, 3]
     x = np.random.default_rng(1).random((2, h, w, 3), dtype=np.float32)
@@ -195,8 +243,9 @@ def test_layout_transpose(serve: Serve, tmp_path: Path) -> None:
 
 
 def test_auto_on_scalar_input_fails_load_and_reports_it(serve: Serve, tmp_path: Path) -> None:
-    s = serve(["--model_name", "m", "--model_path", str(write_affine(tmp_path / "m", shape=[])),
-               "--batch_size", "auto"])
+    s = serve(
+        ["--model_name", "m", "--model_path", str(write_affine(tmp_path / "m", shape=[])), "--batch_size", "auto"]
+    )
     status = ovmsclient.make_grpc_client(s.grpc_address).get_model_status("m")
     assert status[1]["state"] == "LOADING"
     assert "Batching set to AUTO but model contains scalar tensor" in status[1]["error_message"]

@@ -51,8 +51,7 @@ def tfs_grpc(s: RunningServer, x: np.ndarray, name: str) -> np.ndarray:
 
 
 def tfs_rest(s: RunningServer, x: np.ndarray, name: str) -> np.ndarray:
-    r = requests.post(f"{s.rest_url}/v1/models/m:predict", data=json.dumps({"inputs": {name: x.tolist()}}),
-                      timeout=120)
+    r = requests.post(f"{s.rest_url}/v1/models/m:predict", data=json.dumps({"inputs": {name: x.tolist()}}), timeout=120)
     assert r.status_code == 200, r.text
     return np.array(r.json()["outputs"], dtype=np.float32)
 
@@ -82,14 +81,33 @@ def kserve_rest(s: RunningServer, x: np.ndarray, name: str) -> np.ndarray:
 
 
 PROTOCOLS: dict[str, Callable[[RunningServer, np.ndarray, str], np.ndarray]] = {
-    "tfs-grpc": tfs_grpc, "tfs-rest": tfs_rest, "kserve-grpc": kserve_grpc, "kserve-rest": kserve_rest}
+    "tfs-grpc": tfs_grpc,
+    "tfs-rest": tfs_rest,
+    "kserve-grpc": kserve_grpc,
+    "kserve-rest": kserve_rest,
+}
 
 
 def slow_server(serve: Serve, tmp_path: Path, batching: dict[str, object], *extra: str) -> RunningServer:
     """The slow model (one infer request, so requests queue behind a running batch) with batching."""
     base = write_slow(tmp_path / "slow", size=SIZE, depth=DEPTH, repeat=2048)
-    return serve(["--model_name", "m", "--model_path", str(base), "--nireq", "1", "--plugin_config", F32,
-                  "--metrics_enable", "--dynamic_batching", json.dumps(batching), *extra], rest=True)
+    return serve(
+        [
+            "--model_name",
+            "m",
+            "--model_path",
+            str(base),
+            "--nireq",
+            "1",
+            "--plugin_config",
+            F32,
+            "--metrics_enable",
+            "--dynamic_batching",
+            json.dumps(batching),
+            *extra,
+        ],
+        rest=True,
+    )
 
 
 def run_clients(fn: Callable[[int], None], n: int = CLIENTS) -> None:
@@ -131,9 +149,26 @@ def test_auto_lands_on_few_compiled_sizes(serve: Serve, tmp_path: Path) -> None:
 
 def test_shape_auto_never_merges_different_shapes(serve: Serve, tmp_path: Path) -> None:
     base = write_affine(tmp_path / "aff")
-    s = serve(["--model_name", "m", "--model_path", str(base), "--shape", "auto", "--nireq", "1",
-               "--shape_variants", "8", "--plugin_config", F32, "--metrics_enable",
-               "--dynamic_batching", '{"max_batch_size": 16}'], rest=True)
+    s = serve(
+        [
+            "--model_name",
+            "m",
+            "--model_path",
+            str(base),
+            "--shape",
+            "auto",
+            "--nireq",
+            "1",
+            "--shape_variants",
+            "8",
+            "--plugin_config",
+            F32,
+            "--metrics_enable",
+            "--dynamic_batching",
+            '{"max_batch_size": 16}',
+        ],
+        rest=True,
+    )
 
     def client(i: int) -> None:
         for r in range(4):
@@ -146,8 +181,20 @@ def test_shape_auto_never_merges_different_shapes(serve: Serve, tmp_path: Path) 
 
 def test_fixed_batch_pads_smaller_requests_and_splits_larger_ones(serve: Serve, tmp_path: Path) -> None:
     base = write_affine(tmp_path / "aff", shape=[4, 10])
-    s = serve(["--model_name", "m", "--model_path", str(base), "--plugin_config", F32, "--metrics_enable",
-               "--dynamic_batching", '{"max_batch_size": 4}'], rest=True)
+    s = serve(
+        [
+            "--model_name",
+            "m",
+            "--model_path",
+            str(base),
+            "--plugin_config",
+            F32,
+            "--metrics_enable",
+            "--dynamic_batching",
+            '{"max_batch_size": 4}',
+        ],
+        rest=True,
+    )
     for rows in (1, 3, 4, 10):
         x = distinct(rows, rows=rows, width=10)
         np.testing.assert_allclose(tfs_grpc(s, x, "b"), x * 2 + 1, rtol=1e-6)
@@ -156,8 +203,24 @@ def test_fixed_batch_pads_smaller_requests_and_splits_larger_ones(serve: Serve, 
 
 def test_batch_index_from_layout_and_multiple_inputs(serve: Serve, tmp_path: Path) -> None:
     aff = write_affine(tmp_path / "aff", shape=[10, 1])
-    s = serve(["--model_name", "m", "--model_path", str(aff), "--layout", "CN", "--batch_size", "-1",
-               "--nireq", "1", "--plugin_config", F32, "--dynamic_batching", "{}"])
+    s = serve(
+        [
+            "--model_name",
+            "m",
+            "--model_path",
+            str(aff),
+            "--layout",
+            "CN",
+            "--batch_size",
+            "-1",
+            "--nireq",
+            "1",
+            "--plugin_config",
+            F32,
+            "--dynamic_batching",
+            "{}",
+        ]
+    )
 
     def by_column(i: int) -> None:
         x = distinct(i, rows=1 + i % 2, width=10).T.copy()  # [10, rows]: the batch is the second dimension
@@ -165,8 +228,22 @@ def test_batch_index_from_layout_and_multiple_inputs(serve: Serve, tmp_path: Pat
 
     run_clients(by_column, 16)
     two = write_two_inputs(tmp_path / "two")
-    s2 = serve(["--model_name", "m", "--model_path", str(two), "--batch_size", "-1", "--nireq", "1",
-                "--plugin_config", F32, "--dynamic_batching", "{}"])
+    s2 = serve(
+        [
+            "--model_name",
+            "m",
+            "--model_path",
+            str(two),
+            "--batch_size",
+            "-1",
+            "--nireq",
+            "1",
+            "--plugin_config",
+            F32,
+            "--dynamic_batching",
+            "{}",
+        ]
+    )
 
     def both(i: int) -> None:
         a, b = distinct(i, width=10), distinct(i + 50, width=10) * 3
@@ -190,9 +267,24 @@ class Held:
         runtime = Runtime()
         runtime.before_compile = self._hold
         base = write_slow(tmp_path / "slow", size=SIZE, depth=DEPTH, repeat=16)
-        self.s = serve(["--model_name", "m", "--model_path", str(base), "--batch_size", "auto", "--nireq", "1",
-                        "--plugin_config", F32, "--dynamic_batching", json.dumps(batching)], rest=True,
-                       runtime=runtime)
+        self.s = serve(
+            [
+                "--model_name",
+                "m",
+                "--model_path",
+                str(base),
+                "--batch_size",
+                "auto",
+                "--nireq",
+                "1",
+                "--plugin_config",
+                F32,
+                "--dynamic_batching",
+                json.dumps(batching),
+            ],
+            rest=True,
+            runtime=runtime,
+        )
         x = distinct(0)
         np.testing.assert_array_equal(tfs_grpc(self.s, x, "x"), np.roll(x, DEPTH, axis=1))  # batch 1 compiled
         self.batcher = version_object(self.s, "m", 1)._batcher
@@ -235,8 +327,11 @@ def test_a_full_queue_answers_resource_exhausted_and_retry_after(serve: Serve, t
             queued = [pool.submit(tfs_grpc, s, distinct(i), "x") for i in (1, 2)]
             wait_for(lambda: held.batcher.queued == 2, timeout=30)
             err = rpc_error(predict_raw, s, {"x": distinct(3)})
-            r = requests.post(f"{s.rest_url}/v1/models/m:predict",
-                              data=json.dumps({"inputs": {"x": distinct(4).tolist()}}), timeout=30)
+            r = requests.post(
+                f"{s.rest_url}/v1/models/m:predict",
+                data=json.dumps({"inputs": {"x": distinct(4).tolist()}}),
+                timeout=30,
+            )
         finally:
             held.release()
         for i, f in zip((1, 2), queued, strict=True):
@@ -249,8 +344,22 @@ def test_a_full_queue_answers_resource_exhausted_and_retry_after(serve: Serve, t
 
 def test_a_failing_batch_fails_only_the_requests_merged_into_it(serve: Serve, tmp_path: Path) -> None:
     base = write_picky(tmp_path / "picky")
-    s = serve(["--model_name", "m", "--model_path", str(base), "--nireq", "1", "--plugin_config", F32,
-               "--metrics_enable", "--dynamic_batching", '{"max_batch_size": 8}'], rest=True)
+    s = serve(
+        [
+            "--model_name",
+            "m",
+            "--model_path",
+            str(base),
+            "--nireq",
+            "1",
+            "--plugin_config",
+            F32,
+            "--metrics_enable",
+            "--dynamic_batching",
+            '{"max_batch_size": 8}',
+        ],
+        rest=True,
+    )
     poisoned = {3, 11, 19, 27}
     failures: dict[int, str] = {}
     lock = threading.Lock()
@@ -289,8 +398,18 @@ def test_one_client_alone_is_not_delayed(serve: Serve, tmp_path: Path) -> None:
 
 def test_a_failing_inference_is_answered_and_frees_its_infer_request(serve: Serve, tmp_path: Path) -> None:
     # without batching too: OpenVINO does not call back when an inference fails
-    s = serve(["--model_name", "m", "--model_path", str(write_picky(tmp_path / "picky")), "--nireq", "1",
-               "--plugin_config", F32])
+    s = serve(
+        [
+            "--model_name",
+            "m",
+            "--model_path",
+            str(write_picky(tmp_path / "picky")),
+            "--nireq",
+            "1",
+            "--plugin_config",
+            F32,
+        ]
+    )
     for _ in range(2):
         err = rpc_error(predict_raw, s, {"x": np.array([[5, 1, 1, 1]], np.float32)}, timeout=60)
         assert err.code() == grpc.StatusCode.INTERNAL
@@ -299,8 +418,22 @@ def test_a_failing_inference_is_answered_and_frees_its_infer_request(serve: Serv
 
 
 def test_auto_on_a_model_that_cannot_grow_its_batch_still_answers_everyone(serve: Serve, tmp_path: Path) -> None:
-    s = serve(["--model_name", "m", "--model_path", str(write_rigid(tmp_path / "rigid")), "--batch_size", "auto",
-               "--nireq", "1", "--plugin_config", F32, "--dynamic_batching", '{"max_batch_size": 8}'])
+    s = serve(
+        [
+            "--model_name",
+            "m",
+            "--model_path",
+            str(write_rigid(tmp_path / "rigid")),
+            "--batch_size",
+            "auto",
+            "--nireq",
+            "1",
+            "--plugin_config",
+            F32,
+            "--dynamic_batching",
+            '{"max_batch_size": 8}',
+        ]
+    )
 
     def client(i: int) -> None:
         for r in range(3):

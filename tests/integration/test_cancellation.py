@@ -33,7 +33,8 @@ def _x(seed: int) -> np.ndarray:
 def _tfs(s: RunningServer, x: np.ndarray, timeout: float) -> np.ndarray:
     with grpc.insecure_channel(s.grpc_address) as ch:
         resp = prediction_service_pb2_grpc.PredictionServiceStub(ch).Predict(
-            tfs_request({"b": x}, "slow"), timeout=timeout)
+            tfs_request({"b": x}, "slow"), timeout=timeout
+        )
     t = resp.outputs["y"]
     return np.frombuffer(t.tensor_content, np.float32).reshape([d.size for d in t.tensor_shape.dim])
 
@@ -62,11 +63,26 @@ def _deadline_passed(send: Callable[[], object]) -> bool:
 
 @pytest.mark.parametrize("send", [_tfs, _kserve], ids=["tfs", "kserve"])
 def test_requests_after_cancelled_ones_all_succeed(
-        serve: Callable[..., RunningServer], tmp_path: Path, caplog: pytest.LogCaptureFixture,
-        send: Callable[[RunningServer, np.ndarray, float], np.ndarray]) -> None:
+    serve: Callable[..., RunningServer],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    send: Callable[[RunningServer, np.ndarray, float], np.ndarray],
+) -> None:
     base = write_slow_affine(tmp_path / "slow")
-    s = serve(["--model_name", "slow", "--model_path", str(base), "--batch_size", "auto", "--nireq", "2",
-               "--plugin_config", F32])
+    s = serve(
+        [
+            "--model_name",
+            "slow",
+            "--model_path",
+            str(base),
+            "--batch_size",
+            "auto",
+            "--nireq",
+            "2",
+            "--plugin_config",
+            F32,
+        ]
+    )
     warm = _x(0)
     np.testing.assert_allclose(send(s, warm, 120), warm * 2 + 1, rtol=1e-5)  # compiles batch 64
     caplog.set_level(logging.INFO, logger="vinoserve")
@@ -87,6 +103,7 @@ def test_requests_after_cancelled_ones_all_succeed(
     # every infer request back in its pool once OpenVINO finished with it; no variant held
     assert mv._variants.held == 0
     for variant in mv._variants.variants():
+
         def idle(pool: RequestPool[Any, Any] = variant.pool, nireq: int = variant.compiled.nireq) -> bool:
             return pool.idle == pool.size == nireq
 

@@ -24,18 +24,37 @@ pytestmark = pytest.mark.demo
 
 def client(port: int, demo: Path, batch: int) -> subprocess.CompletedProcess[str]:
     """The seed's client command against the demo model."""
-    cmd = [sys.executable, "-m", "vinoserve.client.grpc_serving_client", "--grpc_port", str(port),
-           "--model_name", "resnet", "--input_name", "image", "--output_name", "probabilities",
-           "--transpose_input", "False", "--images_numpy_path", str(demo / "imgs.npy"),
-           "--labels_numpy_path", str(demo / "lbs.npy"), "--labels_names", str(demo / "names.txt"),
-           "--batchsize", str(batch)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vinoserve.client.grpc_serving_client",
+        "--grpc_port",
+        str(port),
+        "--model_name",
+        "resnet",
+        "--input_name",
+        "image",
+        "--output_name",
+        "probabilities",
+        "--transpose_input",
+        "False",
+        "--images_numpy_path",
+        str(demo / "imgs.npy"),
+        "--labels_numpy_path",
+        str(demo / "lbs.npy"),
+        "--labels_names",
+        str(demo / "names.txt"),
+        "--batchsize",
+        str(batch),
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_batch_1_then_8_through_auto(serve: Serve, demo: Demo) -> None:
     """As in the seed: batch 1, then batch 8 on the same server (reshaped on the fly), both 100 %."""
-    server = serve(["--model_name", "resnet", "--model_path", str(demo.out / "models" / "resnet"),
-                    "--batch_size", "auto"])
+    server = serve(
+        ["--model_name", "resnet", "--model_path", str(demo.out / "models" / "resnet"), "--batch_size", "auto"]
+    )
     labels = np.load(demo.out / "lbs.npy").tolist()
     for batch, iterations in [(1, 10), (8, 1)]:
         res = client(server.grpc_port, demo.out, batch)
@@ -43,7 +62,7 @@ def test_batch_1_then_8_through_auto(serve: Serve, demo: Demo) -> None:
         lines = res.stdout.splitlines()
         assert f"\tIterations: {iterations}" in lines and "\tNumpy file shape: (10, 3, 224, 224)" in lines
         results = [ln for ln in lines if ln.startswith("\t ")]
-        sent = labels[:batch * iterations]
+        sent = labels[: batch * iterations]
         expected = [f"\t {i % batch} {CLASS_NAMES[k]} {k} ; Correct match." for i, k in enumerate(sent)]
         assert results == expected
         assert lines[-1] == "Classification accuracy: 100.00"
@@ -51,8 +70,13 @@ def test_batch_1_then_8_through_auto(serve: Serve, demo: Demo) -> None:
 
 def test_make_demo(demo: Demo) -> None:
     """``examples/demo.py`` end to end (on a free port instead of 9000): exit 0 and both files at 100 %."""
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), "--out", str(demo.out),
-                           "--port", str(free_port())], capture_output=True, text=True, timeout=900, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "demo.py"), "--out", str(demo.out), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
     assert proc.stderr == ""
     for batch in (1, 8):

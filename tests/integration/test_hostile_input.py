@@ -77,9 +77,11 @@ def _kserve_tensor(shape: Any, data: Any, datatype: str = "FP32", **extra: Any) 
 def _services() -> list[tuple[str, str]]:
     """Every RPC of both APIs, as (full path, request type), read from the service descriptors."""
     found = []
-    for service in (prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
-                    model_service_pb2.DESCRIPTOR.services_by_name["ModelService"],
-                    pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]):
+    for service in (
+        prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
+        model_service_pb2.DESCRIPTOR.services_by_name["ModelService"],
+        pb.DESCRIPTOR.services_by_name["GRPCInferenceService"],
+    ):
         found += [(f"/{service.full_name}/{m.name}", m.input_type.full_name) for m in service.methods]
     return found
 
@@ -98,9 +100,11 @@ def test_unparseable_protobuf_is_invalid_message(channel: grpc.Channel, path: st
 
 def test_server_serves_after_garbage(channel: grpc.Channel) -> None:
     _grpc_error(channel, "/tensorflow.serving.PredictionService/Predict", GARBAGE[0])
-    predict = channel.unary_unary("/tensorflow.serving.PredictionService/Predict",
-                                  request_serializer=predict_pb2.PredictRequest.SerializeToString,
-                                  response_deserializer=predict_pb2.PredictResponse.FromString)
+    predict = channel.unary_unary(
+        "/tensorflow.serving.PredictionService/Predict",
+        request_serializer=predict_pb2.PredictRequest.SerializeToString,
+        response_deserializer=predict_pb2.PredictResponse.FromString,
+    )
     out = predict(tfs_request({"b": np.arange(10, dtype=np.float32).reshape(1, 10)}, model="aff"), timeout=60)
     np.testing.assert_array_equal(np.frombuffer(out.outputs["y"].tensor_content, np.float32), np.arange(10) * 2 + 1)
 
@@ -143,8 +147,9 @@ def test_overflowing_shape_kserve_grpc(channel: grpc.Channel, shape: list[int]) 
 @pytest.mark.parametrize("shape", OVERFLOWING, ids=["zero-element", "no-data"])
 def test_overflowing_shape_kserve_rest(server: RunningServer, shape: list[int]) -> None:
     _rest_error(_post(server, "/v2/models/aff/infer", _kserve_tensor(shape, [])), "Invalid input shape - the element")
-    header = json.dumps({"inputs": [{"name": "b", "datatype": "FP32", "shape": shape,
-                                     "parameters": {"binary_data_size": 0}}]}).encode()
+    header = json.dumps(
+        {"inputs": [{"name": "b", "datatype": "FP32", "shape": shape, "parameters": {"binary_data_size": 0}}]}
+    ).encode()
     r = _post(server, "/v2/models/aff/infer", header, {"Inference-Header-Content-Length": str(len(header))})
     _rest_error(r, "Invalid input shape - the element count of")
 
@@ -156,12 +161,17 @@ def _nest(depth: int, leaf: bytes = b"1") -> bytes:
 
 def test_deep_json_tfs_rest(server: RunningServer) -> None:
     # 1000 levels: past Python's recursion limit, within orjson's own; 100000: past both
-    bodies = [b'{"instances": %s}' % _nest(1000), b'{"inputs": {"b": %s}}' % _nest(1000),
-              b'{"instances": [%s], "x": %s}' % (json.dumps(X).encode(), _nest(1000)),
-              b'{"instances": %s}' % _nest(64)]  # 64 arrays in the body object: 65 levels
+    bodies = [
+        b'{"instances": %s}' % _nest(1000),
+        b'{"inputs": {"b": %s}}' % _nest(1000),
+        b'{"instances": [%s], "x": %s}' % (json.dumps(X).encode(), _nest(1000)),
+        b'{"instances": %s}' % _nest(64),
+    ]  # 64 arrays in the body object: 65 levels
     for body in bodies:
-        _rest_error(_post(server, "/v1/models/aff:predict", body),
-                    "Could not parse instance content. Not valid ndarray detected - JSON nests deeper than 64 levels")
+        _rest_error(
+            _post(server, "/v1/models/aff:predict", body),
+            "Could not parse instance content. Not valid ndarray detected - JSON nests deeper than 64 levels",
+        )
     r = _post(server, "/v1/models/aff:predict", b'{"instances": %s}' % _nest(100_000))
     _rest_error(r, "Could not parse instance content")
     r = _post(server, "/v1/models/aff:predict", b'{"instances": %s}' % _nest(63))  # 64 levels: parsed
@@ -170,10 +180,14 @@ def test_deep_json_tfs_rest(server: RunningServer) -> None:
 
 def test_deep_json_kserve_rest(server: RunningServer) -> None:
     head = b'{"inputs": [{"name": "b", "datatype": "FP32", "shape": [1, 10], '
-    for body in (head + b'"data": %s}]}' % _nest(1000),
-                 head + b'"data": %s, "parameters": {"x": %s}}]}' % (json.dumps(X).encode(), _nest(1000))):
-        _rest_error(_post(server, "/v2/models/aff/infer", body),
-                    "Could not parse instance content. Not valid ndarray detected - JSON nests deeper than 64 levels")
+    for body in (
+        head + b'"data": %s}]}' % _nest(1000),
+        head + b'"data": %s, "parameters": {"x": %s}}]}' % (json.dumps(X).encode(), _nest(1000)),
+    ):
+        _rest_error(
+            _post(server, "/v2/models/aff/infer", body),
+            "Could not parse instance content. Not valid ndarray detected - JSON nests deeper than 64 levels",
+        )
 
 
 TFS_TYPE_ERRORS = [
@@ -218,8 +232,10 @@ KSERVE_TYPE_ERRORS = [
     (_kserve_tensor([1, 4], [1, 0, 1, 0], "BOOL"), "Could not parse instance content. Not valid ndarray detected"),
     (_kserve_tensor([1, 10], X, id=7), "Invalid argument - id must be a string"),
     (_kserve_tensor([1, 10], X, outputs=[{"name": ["y"]}]), "Invalid argument - outputs must be a list"),
-    (_kserve_tensor([1, 10], X, outputs=[{"name": "y", "parameters": {"binary_data": "yes"}}]),
-     "Invalid argument - binary_data must be a boolean"),
+    (
+        _kserve_tensor([1, 10], X, outputs=[{"name": "y", "parameters": {"binary_data": "yes"}}]),
+        "Invalid argument - binary_data must be a boolean",
+    ),
 ]
 
 
@@ -237,8 +253,9 @@ def test_right_json_types_kserve_rest(server: RunningServer) -> None:
 
 
 def test_binary_extension_lengths(server: RunningServer) -> None:
-    header = json.dumps({"inputs": [{"name": "s", "datatype": "BYTES", "shape": [1],
-                                     "parameters": {"binary_data_size": 8}}]}).encode()
+    header = json.dumps(
+        {"inputs": [{"name": "s", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 8}}]}
+    ).encode()
     body = header + struct.pack("<I", 4) + b"abcd"
     for hl in ("-1", str(len(body) + 1), "1e3", "x"):
         r = _post(server, "/v2/models/str/infer", body, {"Inference-Header-Content-Length": hl})

@@ -37,8 +37,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     paths["bool"] = write_bool(root / "bool")
     paths["str"] = write_strings(root / "str")
     paths["two"] = write_two_inputs(root / "two")
-    entries = [{"name": n, "base_path": str(p), "plugin_config": json.loads(F32),
-                **({"batch_size": "auto"} if n == "auto" else {})} for n, p in paths.items()]
+    entries = [
+        {
+            "name": n,
+            "base_path": str(p),
+            "plugin_config": json.loads(F32),
+            **({"batch_size": "auto"} if n == "auto" else {}),
+        }
+        for n, p in paths.items()
+    ]
     s = RunningServer(["--config_path", str(write_config(root / "config.json", entries))], rest=True)
     yield s
     s.stop()
@@ -54,8 +61,15 @@ def grpc_client(server: RunningServer) -> tgrpc.InferenceServerClient:
     return tgrpc.InferenceServerClient(server.grpc_address)
 
 
-def _infer(client: Any, mod: Any, model: str, arrays: dict[str, np.ndarray], binary: bool = True,
-           outputs: list[str] | None = None, **kw: Any) -> Any:
+def _infer(
+    client: Any,
+    mod: Any,
+    model: str,
+    arrays: dict[str, np.ndarray],
+    binary: bool = True,
+    outputs: list[str] | None = None,
+    **kw: Any,
+) -> Any:
     inputs = []
     for name, a in arrays.items():
         dt = "BYTES" if a.dtype == object else KSERVE.get(a.dtype.type, "BOOL")
@@ -67,8 +81,10 @@ def _infer(client: Any, mod: Any, model: str, arrays: dict[str, np.ndarray], bin
         inputs.append(i)
     req_out = None
     if outputs is not None:
-        req_out = [mod.InferRequestedOutput(o, binary_data=binary) if mod is thttp else mod.InferRequestedOutput(o)
-                   for o in outputs]
+        req_out = [
+            mod.InferRequestedOutput(o, binary_data=binary) if mod is thttp else mod.InferRequestedOutput(o)
+            for o in outputs
+        ]
     return client.infer(model, inputs, outputs=req_out, **kw)
 
 
@@ -93,9 +109,13 @@ def test_health_and_server_metadata(server: RunningServer, http: Any, grpc_clien
 
 def test_model_metadata(http: Any, grpc_client: Any) -> None:
     meta = http.get_model_metadata("aff")
-    assert meta == {"name": "aff", "versions": ["1"], "platform": "OpenVINO",
-                    "inputs": [{"name": "b", "datatype": "FP32", "shape": [1, 10]}],
-                    "outputs": [{"name": "y", "datatype": "FP32", "shape": [1, 10]}]}
+    assert meta == {
+        "name": "aff",
+        "versions": ["1"],
+        "platform": "OpenVINO",
+        "inputs": [{"name": "b", "datatype": "FP32", "shape": [1, 10]}],
+        "outputs": [{"name": "y", "datatype": "FP32", "shape": [1, 10]}],
+    }
     assert http.get_model_metadata("aff", "1") == meta
     g = grpc_client.get_model_metadata("i64", as_json=True)
     assert g["platform"] == "OpenVINO" and g["inputs"] == [{"name": "b", "datatype": "INT64", "shape": ["1", "10"]}]
@@ -174,26 +194,49 @@ def _post(server: RunningServer, body: bytes, header_len: int | None = None, mod
 
 def test_binary_payload_errors_are_400(server: RunningServer) -> None:
     def header(size: int, shape: list[int] | None = None, dt: str = "FP32") -> bytes:
-        return json.dumps({"inputs": [{"name": "b", "shape": shape or [1, 10], "datatype": dt,
-                                       "parameters": {"binary_data_size": size}}]}).encode()
+        return json.dumps(
+            {
+                "inputs": [
+                    {"name": "b", "shape": shape or [1, 10], "datatype": dt, "parameters": {"binary_data_size": size}}
+                ]
+            }
+        ).encode()
 
     h = header(40)
     cases = {
-        "truncated": (h + b"\0" * 36, len(h), "Invalid content size of tensor proto - Expected: 40 bytes; "
-                      "Actual: 36 bytes; input name: b"),
-        "size vs shape": (header(36) + b"\0" * 36, len(header(36)), "Invalid content size of tensor proto - "
-                          "Expected: 40 bytes; Actual: 36 bytes; input name: b"),
+        "truncated": (
+            h + b"\0" * 36,
+            len(h),
+            "Invalid content size of tensor proto - Expected: 40 bytes; Actual: 36 bytes; input name: b",
+        ),
+        "size vs shape": (
+            header(36) + b"\0" * 36,
+            len(header(36)),
+            "Invalid content size of tensor proto - Expected: 40 bytes; Actual: 36 bytes; input name: b",
+        ),
         "leftover": (h + b"\0" * 44, len(h), "Invalid content size of tensor proto - 4 bytes"),
         "header too long": (h, len(h) + 5, "Invalid argument - Inference-Header-Content-Length"),
         "no header length": (h, None, "Invalid content size of tensor proto - Expected: 40 bytes; Actual: 0 bytes"),
-        "negative dim": (header(40, [-1, 10]) + b"\0" * 40, len(header(40, [-1, 10])),
-                         "Invalid input shape - Negative or zero dimension size is not acceptable: (-1,10)"),
-        "bytes truncated": (header(9, [2], "BYTES") + struct.pack("<I", 5) + b"abcde", len(header(9, [2], "BYTES")),
-                            "Invalid number of values in tensor proto container - Expected: 2; Actual: 1"),
-        "bytes overrun": (header(7, [1], "BYTES") + struct.pack("<I", 50) + b"abc", len(header(7, [1], "BYTES")),
-                          "Invalid content size of tensor proto - BYTES element 0 declares 50 bytes"),
-        "bad datatype": (header(40, dt="FP33") + b"\0" * 40, len(header(40, dt="FP33")),
-                         "Invalid input precision - Unsupported precision: FP33"),
+        "negative dim": (
+            header(40, [-1, 10]) + b"\0" * 40,
+            len(header(40, [-1, 10])),
+            "Invalid input shape - Negative or zero dimension size is not acceptable: (-1,10)",
+        ),
+        "bytes truncated": (
+            header(9, [2], "BYTES") + struct.pack("<I", 5) + b"abcde",
+            len(header(9, [2], "BYTES")),
+            "Invalid number of values in tensor proto container - Expected: 2; Actual: 1",
+        ),
+        "bytes overrun": (
+            header(7, [1], "BYTES") + struct.pack("<I", 50) + b"abc",
+            len(header(7, [1], "BYTES")),
+            "Invalid content size of tensor proto - BYTES element 0 declares 50 bytes",
+        ),
+        "bad datatype": (
+            header(40, dt="FP33") + b"\0" * 40,
+            len(header(40, dt="FP33")),
+            "Invalid input precision - Unsupported precision: FP33",
+        ),
     }
     for what, (body, hl, text) in cases.items():
         r = _post(server, body, hl, model="str" if "bytes" in what else "aff")
@@ -205,8 +248,9 @@ def test_binary_payload_errors_are_400(server: RunningServer) -> None:
 
 def test_json_request_errors_are_400(server: RunningServer) -> None:
     def body(data: Any, shape: list[int] | None = None) -> bytes:
-        return json.dumps({"inputs": [{"name": "b", "shape": shape or [1, 10], "datatype": "FP32",
-                                       "data": data}]}).encode()
+        return json.dumps(
+            {"inputs": [{"name": "b", "shape": shape or [1, 10], "datatype": "FP32", "data": data}]}
+        ).encode()
 
     cases = [
         (b"{not json", "Could not parse instance content. Not valid ndarray detected"),
@@ -239,8 +283,9 @@ def test_grpc_typed_contents_and_raw_count(server: RunningServer) -> None:
         t.contents.fp32_contents.extend(range(9))
         err = rpc_error(infer, req, timeout=30)
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert err.details() == ("Invalid number of values in tensor proto container - "
-                                 "Expected: 10; Actual: 9; input name: b")
+        assert err.details() == (
+            "Invalid number of values in tensor proto container - Expected: 10; Actual: 9; input name: b"
+        )
         req.raw_input_contents.extend([b"\0" * 40, b"\0" * 40])
         err = rpc_error(infer, req, timeout=30)
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "one per input" in (err.details() or "")
@@ -256,8 +301,10 @@ def test_ovmsclient_over_http(server: RunningServer) -> None:
     np.testing.assert_allclose(client.predict({"b": x}, "aff"), x * 2 + 1)
     np.testing.assert_allclose(client.predict({"b": x}, "aff", model_version=1), x * 2 + 1)
     assert client.get_model_metadata("aff") == {
-        "model_version": 1, "inputs": {"b": {"dtype": "DT_FLOAT", "shape": [1, 10]}},
-        "outputs": {"y": {"dtype": "DT_FLOAT", "shape": [1, 10]}}}
+        "model_version": 1,
+        "inputs": {"b": {"dtype": "DT_FLOAT", "shape": [1, 10]}},
+        "outputs": {"y": {"dtype": "DT_FLOAT", "shape": [1, 10]}},
+    }
     assert client.get_model_status("aff") == {1: {"state": "AVAILABLE", "error_code": 0, "error_message": "OK"}}
     with pytest.raises(ovmsclient.ModelNotFoundError):
         client.predict({"b": x}, "nope")

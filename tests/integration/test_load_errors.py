@@ -33,13 +33,24 @@ def server(serve: Callable[..., RunningServer], tmp_path: Path) -> RunningServer
     (corrupt / "model.xml").write_text("<net>this is not a model")
     (corrupt / "model.bin").write_bytes(os.urandom(64))
     plugin = json.loads(F32)
-    config = write_config(tmp_path / "config.json", [
-        {"name": "corrupt", "base_path": str(tmp_path / "corrupt"), "plugin_config": plugin},
-        {"name": "layout", "base_path": str(write_affine(tmp_path / "layout")), "layout": "NN",
-         "plugin_config": plugin},
-        {"name": "rigid", "base_path": str(write_rigid(tmp_path / "rigid")), "shape": "(2,10)",
-         "plugin_config": plugin},
-    ])
+    config = write_config(
+        tmp_path / "config.json",
+        [
+            {"name": "corrupt", "base_path": str(tmp_path / "corrupt"), "plugin_config": plugin},
+            {
+                "name": "layout",
+                "base_path": str(write_affine(tmp_path / "layout")),
+                "layout": "NN",
+                "plugin_config": plugin,
+            },
+            {
+                "name": "rigid",
+                "base_path": str(write_rigid(tmp_path / "rigid")),
+                "shape": "(2,10)",
+                "plugin_config": plugin,
+            },
+        ],
+    )
     return serve(["--config_path", str(config)], rest=True)
 
 

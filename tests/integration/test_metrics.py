@@ -25,8 +25,11 @@ def _scrape(server: RunningServer) -> dict[tuple[str, frozenset[tuple[str, str]]
     r = requests.get(server.rest_url + "/metrics", timeout=30)
     assert r.status_code == 200
     assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(r.text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
 
 
 def _get(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], metric: str, **labels: str) -> float:
@@ -38,8 +41,20 @@ def _get(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], metric: s
 @pytest.fixture
 def server(serve: Serve, tmp_path: Path) -> RunningServer:
     base = write_affine(tmp_path / "aff")
-    return serve(["--model_name", "aff", "--model_path", str(base), "--batch_size", "auto",
-                  "--plugin_config", F32, "--metrics_enable"], rest=True)
+    return serve(
+        [
+            "--model_name",
+            "aff",
+            "--model_path",
+            str(base),
+            "--batch_size",
+            "auto",
+            "--plugin_config",
+            F32,
+            "--metrics_enable",
+        ],
+        rest=True,
+    )
 
 
 def _tfs_rest(server: RunningServer, batch: int) -> requests.Response:
@@ -137,8 +152,15 @@ def test_unknown_models_and_versions_add_no_series(server: RunningServer) -> Non
 
 
 def test_series_of_a_model_removed_from_the_config_go(serve: Serve, tmp_path: Path) -> None:
-    models = [{"name": n, "base_path": str(write_affine(tmp_path / n)), "batch_size": "auto",
-               "plugin_config": json.loads(F32)} for n in ("keep", "gone")]
+    models = [
+        {
+            "name": n,
+            "base_path": str(write_affine(tmp_path / n)),
+            "batch_size": "auto",
+            "plugin_config": json.loads(F32),
+        }
+        for n in ("keep", "gone")
+    ]
     config = write_config(tmp_path / "config.json", models)
     server = serve(["--config_path", str(config), "--metrics_enable"], rest=True)
     for name in ("keep", "gone"):
@@ -155,12 +177,18 @@ def test_series_of_a_model_removed_from_the_config_go(serve: Serve, tmp_path: Pa
 
 def test_fixed_shape_model_reports_no_shape_variants(serve: Serve, tmp_path: Path) -> None:
     # fixed batch and a -1 batch: one variant compiled at load serves everything, nothing is a reshape
-    models = [{"name": "fixed", "base_path": str(write_affine(tmp_path / "fixed")),
-               "plugin_config": json.loads(F32)},
-              {"name": "any", "base_path": str(write_affine(tmp_path / "any")), "batch_size": "-1",
-               "plugin_config": json.loads(F32)}]
-    server = serve(["--config_path", str(write_config(tmp_path / "config.json", models)), "--metrics_enable"],
-                   rest=True)
+    models = [
+        {"name": "fixed", "base_path": str(write_affine(tmp_path / "fixed")), "plugin_config": json.loads(F32)},
+        {
+            "name": "any",
+            "base_path": str(write_affine(tmp_path / "any")),
+            "batch_size": "-1",
+            "plugin_config": json.loads(F32),
+        },
+    ]
+    server = serve(
+        ["--config_path", str(write_config(tmp_path / "config.json", models)), "--metrics_enable"], rest=True
+    )
     for name, batches in (("fixed", (1, 1)), ("any", (1, 3, 5, 3))):
         for batch in batches:
             body = {"instances": [list(range(10))] * batch}
@@ -169,28 +197,52 @@ def test_fixed_shape_model_reports_no_shape_variants(serve: Serve, tmp_path: Pat
     after = _scrape(server)
     assert _get(after, "ovms_requests_success_total", name="any") == 4
     assert _get(after, "ovms_inference_time_seconds_count", name="fixed") == 2
-    shape_series = {n for (n, ls) in after if dict(ls).get("name") in ("fixed", "any")
-                    and (n.startswith("vinoserve_reshape") or n.startswith("vinoserve_variant"))}
+    shape_series = {
+        n
+        for (n, ls) in after
+        if dict(ls).get("name") in ("fixed", "any")
+        and (n.startswith("vinoserve_reshape") or n.startswith("vinoserve_variant"))
+    }
     assert shape_series == set()
 
 
 def test_without_metrics_enable_requests_update_no_series(serve: Serve, tmp_path: Path) -> None:
     base = write_affine(tmp_path / "aff")
-    server = serve(["--model_name", "aff", "--model_path", str(base), "--batch_size", "auto",
-                    "--plugin_config", F32], rest=True)
+    server = serve(
+        ["--model_name", "aff", "--model_path", str(base), "--batch_size", "auto", "--plugin_config", F32], rest=True
+    )
     assert _tfs_rest(server, 1).status_code == 200
     assert _tfs_rest(server, 2).status_code == 200  # a new shape: a reshape, still counted
     assert _tfs_rest(server, 1).status_code == 200
     assert requests.post(server.rest_url + "/v1/models/nope:predict", data="{}", timeout=60).status_code == 404
     registry = server.server.metrics.registry
-    per_request = {"ovms_requests_success", "ovms_requests_fail", "ovms_request_time_seconds",
-                   "ovms_inference_time_seconds", "ovms_wait_for_infer_req_time_seconds", "ovms_current_requests",
-                   "vinoserve_variant_cache_hits", "vinoserve_variant_cache_misses"}
-    updated = {family.name for family in registry.collect() for s in family.samples
-               if family.name in per_request and s.labels.get("name") == "aff"}
+    per_request = {
+        "ovms_requests_success",
+        "ovms_requests_fail",
+        "ovms_request_time_seconds",
+        "ovms_inference_time_seconds",
+        "ovms_wait_for_infer_req_time_seconds",
+        "ovms_current_requests",
+        "vinoserve_variant_cache_hits",
+        "vinoserve_variant_cache_misses",
+    }
+    updated = {
+        family.name
+        for family in registry.collect()
+        for s in family.samples
+        if family.name in per_request and s.labels.get("name") == "aff"
+    }
     assert updated == set()
-    assert sum(s.value for family in registry.collect() if family.name == "vinoserve_requests_refused"
-               for s in family.samples if s.name.endswith("_total")) == 0
+    assert (
+        sum(
+            s.value
+            for family in registry.collect()
+            if family.name == "vinoserve_requests_refused"
+            for s in family.samples
+            if s.name.endswith("_total")
+        )
+        == 0
+    )
     labels = {"name": "aff", "version": "1", "cause": "request"}
     reshapes = registry.get_sample_value("vinoserve_reshapes_total", labels)
     assert reshapes == 1

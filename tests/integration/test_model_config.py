@@ -52,7 +52,8 @@ def test_policy_change_in_config_keeps_the_versions_that_stay(serve: Any, tmp_pa
 
 def reshapes(s: RunningServer, model: str) -> float:
     value = s.server.metrics.registry.get_sample_value(
-        "vinoserve_reshapes_total", {"name": model, "version": "1", "cause": "request"})
+        "vinoserve_reshapes_total", {"name": model, "version": "1", "cause": "request"}
+    )
     return value or 0.0
 
 
@@ -97,8 +98,7 @@ def test_config_edits_add_change_and_remove_models(serve: Any, tmp_path: Path) -
     # a changed auto model: the retiring object must not zero the new one's variant count
     write_config(cfg, [{**a, "nireq": 2}, {**b, "batch_size": "auto"}, {"name": "c", "base_path": "c"}])
     assert reload(s) is True and version_object(s, "a", 1) is not a1
-    resident = s.server.metrics.registry.get_sample_value("vinoserve_variants_resident",
-                                                          {"name": "a", "version": "1"})
+    resident = s.server.metrics.registry.get_sample_value("vinoserve_variants_resident", {"name": "a", "version": "1"})
     assert resident == 2  # its own batch, compiled at load, and batch 4, warmed as the old object served it
 
 
@@ -108,18 +108,24 @@ def test_invalid_config_changes_nothing(serve: Any, tmp_path: Path, caplog: pyte
     cfg = write_config(tmp_path / "config.json", good)
     s = serve(["--config_path", str(cfg), "--file_system_poll_wait_seconds", "0"])
     a1 = version_object(s, "a", 1)
-    for text, error in (("{not json", "is not valid JSON"),
-                        (json.dumps({"model_config_list": [{"config": {"name": "a", "base_path": "a", "x": 1}}]}),
-                         "Config of model 'a' has unknown key 'x'"),
-                        (json.dumps({"model_config_list": [{"config": {"name": "a", "base_path": "a",
-                                                                       "batch_size": "big"}}]}),
-                         "Config of model 'a': Invalid batch size: 'big'")):
+    for text, error in (
+        ("{not json", "is not valid JSON"),
+        (
+            json.dumps({"model_config_list": [{"config": {"name": "a", "base_path": "a", "x": 1}}]}),
+            "Config of model 'a' has unknown key 'x'",
+        ),
+        (
+            json.dumps({"model_config_list": [{"config": {"name": "a", "base_path": "a", "batch_size": "big"}}]}),
+            "Config of model 'a': Invalid batch size: 'big'",
+        ),
+    ):
         cfg.write_text(text)
         caplog.clear()
         assert reload(s) is False
         assert error in (s.server.manager.config_error or "")
         assert [r.getMessage() for r in caplog.records if "not applied" in r.getMessage()] == [
-            f"Config file not applied, models unchanged: {s.server.manager.config_error}"]
+            f"Config file not applied, models unchanged: {s.server.manager.config_error}"
+        ]
         assert reload(s) is False  # the same bad content is not reported again
         assert version_object(s, "a", 1) is a1 and predict(s, "a") == (1, 1.0)
     cfg.unlink()

@@ -24,8 +24,18 @@ from ..helpers.server import F32
 
 def test_new_version_takes_over_under_load_with_zero_failures(serve: Any, tmp_path: Path) -> None:
     base = write_affine(tmp_path / "m", 1, bias=1.0)
-    s = serve(["--model_name", "m", "--model_path", str(base), "--file_system_poll_wait_seconds", "0.1",
-               "--plugin_config", F32])
+    s = serve(
+        [
+            "--model_name",
+            "m",
+            "--model_path",
+            str(base),
+            "--file_system_poll_wait_seconds",
+            "0.1",
+            "--plugin_config",
+            F32,
+        ]
+    )
     with Clients(s) as clients:
         clients.wait(100)
         add_version(base, 2, tmp_path / "staging", bias=2.0)
@@ -36,6 +46,7 @@ def test_new_version_takes_over_under_load_with_zero_failures(serve: Any, tmp_pa
     assert clients.seen[-1] == (2, 2.0) and 200 <= len(clients.seen) <= 2000 + 4
     status = ovmsclient.make_grpc_client(s.grpc_address).get_model_status("m")
     assert status[1]["state"] == "END" and status[2]["state"] == "AVAILABLE"
+
 
 def test_request_waiting_for_a_compile_on_a_retiring_version_completes(serve: Any, tmp_path: Path) -> None:
     base = write_affine(tmp_path / "m", 1, bias=1.0)
@@ -48,8 +59,21 @@ def test_request_waiting_for_a_compile_on_a_retiring_version_completes(serve: An
             gate.wait(30)
 
     runtime.before_compile = hold_batch_3
-    s = serve(["--model_name", "m", "--model_path", str(base), "--batch_size", "auto",
-               "--file_system_poll_wait_seconds", "0", "--plugin_config", F32], runtime=runtime)
+    s = serve(
+        [
+            "--model_name",
+            "m",
+            "--model_path",
+            str(base),
+            "--batch_size",
+            "auto",
+            "--file_system_poll_wait_seconds",
+            "0",
+            "--plugin_config",
+            F32,
+        ],
+        runtime=runtime,
+    )
     x3 = np.ones((3, 10), np.float32)
     with_version: dict[str, Any] = {}
     pending = threading.Thread(target=lambda: with_version.update(r=predict(s, x=x3)))
@@ -72,12 +96,15 @@ def test_policies_latest_specific_all(serve: Any, tmp_path: Path) -> None:
     base = tmp_path / "m"
     for v in (1, 2, 3):
         write_affine(base, v, bias=float(v))
-    cfg = write_config(tmp_path / "config.json", [
-        {"name": "latest2", "base_path": "m", "model_version_policy": {"latest": {"num_versions": 2}}},
-        {"name": "specific", "base_path": "m", "model_version_policy": {"specific": {"versions": [1, 3, 7]}}},
-        {"name": "all", "base_path": "m", "model_version_policy": {"all": {}}},
-        {"name": "default", "base_path": "m"},
-    ])
+    cfg = write_config(
+        tmp_path / "config.json",
+        [
+            {"name": "latest2", "base_path": "m", "model_version_policy": {"latest": {"num_versions": 2}}},
+            {"name": "specific", "base_path": "m", "model_version_policy": {"specific": {"versions": [1, 3, 7]}}},
+            {"name": "all", "base_path": "m", "model_version_policy": {"all": {}}},
+            {"name": "default", "base_path": "m"},
+        ],
+    )
     s = serve(["--config_path", str(cfg), "--file_system_poll_wait_seconds", "0"])
     assert states(s, "latest2") == {3: "AVAILABLE", 2: "AVAILABLE"}
     assert states(s, "specific") == {3: "AVAILABLE", 1: "AVAILABLE"}
@@ -114,10 +141,21 @@ def test_policies_latest_specific_all(serve: Any, tmp_path: Path) -> None:
 
 def test_mapping_aliases_in_metadata_and_inference(serve: Any, tmp_path: Path) -> None:
     base = write_affine(tmp_path / "m", 1, bias=1.0)
-    (base / "1" / "mapping_config.json").write_text(json.dumps({"inputs": {"b": "data"},
-                                                                "outputs": {"y": "result"}}))
-    s = serve(["--model_name", "m", "--model_path", str(base), "--batch_size", "auto",
-               "--file_system_poll_wait_seconds", "0", "--plugin_config", F32])
+    (base / "1" / "mapping_config.json").write_text(json.dumps({"inputs": {"b": "data"}, "outputs": {"y": "result"}}))
+    s = serve(
+        [
+            "--model_name",
+            "m",
+            "--model_path",
+            str(base),
+            "--batch_size",
+            "auto",
+            "--file_system_poll_wait_seconds",
+            "0",
+            "--plugin_config",
+            F32,
+        ]
+    )
     client = ovmsclient.make_grpc_client(s.grpc_address)
     meta = client.get_model_metadata("m")
     assert list(meta["inputs"]) == ["data"] and list(meta["outputs"]) == ["result"]
@@ -139,8 +177,20 @@ def write_garbage(base: Path, version: int) -> None:
 def test_corrupt_version_beside_a_good_one_loads_once_fixed(serve: Any, tmp_path: Path) -> None:
     base = write_affine(tmp_path / "m", 1, bias=1.0)
     write_garbage(base, 2)
-    s = serve(["--model_name", "m", "--model_path", str(base), "--model_version_policy", '{"all": {}}',
-               "--file_system_poll_wait_seconds", "0", "--plugin_config", F32])
+    s = serve(
+        [
+            "--model_name",
+            "m",
+            "--model_path",
+            str(base),
+            "--model_version_policy",
+            '{"all": {}}',
+            "--file_system_poll_wait_seconds",
+            "0",
+            "--plugin_config",
+            F32,
+        ]
+    )
     status = ovmsclient.make_grpc_client(s.grpc_address).get_model_status("m")
     assert status[1] == {"state": "AVAILABLE", "error_code": 0, "error_message": "OK"}
     assert status[2]["state"] == "LOADING" and status[2]["error_code"] != 0
@@ -159,8 +209,9 @@ def test_corrupt_version_beside_a_good_one_loads_once_fixed(serve: Any, tmp_path
 def test_half_copied_version_does_not_take_the_old_one_down(serve: Any, tmp_path: Path) -> None:
     base = write_affine(tmp_path / "m", 1, bias=1.0)
     write_affine(tmp_path / "staging", 2, bias=2.0)
-    s = serve(["--model_name", "m", "--model_path", str(base), "--file_system_poll_wait_seconds", "0",
-               "--plugin_config", F32])
+    s = serve(
+        ["--model_name", "m", "--model_path", str(base), "--file_system_poll_wait_seconds", "0", "--plugin_config", F32]
+    )
     (base / "2").mkdir()
     shutil.copy(tmp_path / "staging" / "2" / "model.xml", base / "2")  # the .bin is not there yet
     assert reload(s) is True
@@ -175,9 +226,14 @@ def test_half_copied_version_does_not_take_the_old_one_down(serve: Any, tmp_path
 def test_model_without_version_directories(serve: Any, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     write_affine(tmp_path / "a", 1)
-    cfg = write_config(tmp_path / "config.json", [{"name": "empty", "base_path": "empty"},
-                                                  {"name": "missing", "base_path": "missing"},
-                                                  {"name": "a", "base_path": "a"}])
+    cfg = write_config(
+        tmp_path / "config.json",
+        [
+            {"name": "empty", "base_path": "empty"},
+            {"name": "missing", "base_path": "missing"},
+            {"name": "a", "base_path": "a"},
+        ],
+    )
     s = serve(["--config_path", str(cfg), "--file_system_poll_wait_seconds", "0"])
     assert s.server.dataplane.ready()
     assert states(s, "empty") == {} and states(s, "missing") == {}

@@ -26,13 +26,28 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """aff (y = 2b + 1, [1,10]), two inputs, a string echo, a rigid model under auto, a broken model."""
     root = tmp_path_factory.mktemp("tfs")
     (root / "broken" / "1").mkdir(parents=True)
-    paths = {"aff": write_affine(root / "aff"), "two": write_two_inputs(root / "two"),
-             "str": write_strings(root / "str"), "rigid": write_rigid(root / "rigid"), "broken": root / "broken"}
-    entries = [{"name": n, "base_path": str(p), "plugin_config": json.loads(F32),
-                **({"batch_size": "auto"} if n == "rigid" else {})} for n, p in paths.items()]
+    paths = {
+        "aff": write_affine(root / "aff"),
+        "two": write_two_inputs(root / "two"),
+        "str": write_strings(root / "str"),
+        "rigid": write_rigid(root / "rigid"),
+        "broken": root / "broken",
+    }
+    entries = [
+        {
+            "name": n,
+            "base_path": str(p),
+            "plugin_config": json.loads(F32),
+            **({"batch_size": "auto"} if n == "rigid" else {}),
+        }
+        for n, p in paths.items()
+    ]
     config = write_config(root / "config.json", entries)
-    s = RunningServer(["--config_path", str(config), "--max_request_mb", "1", "--file_system_poll_wait_seconds", "0"],
-                      rest=True, runtime=None)
+    s = RunningServer(
+        ["--config_path", str(config), "--max_request_mb", "1", "--file_system_poll_wait_seconds", "0"],
+        rest=True,
+        runtime=None,
+    )
     yield s
     s.stop()
 
@@ -76,8 +91,11 @@ def test_b64_and_strings(server: RunningServer) -> None:
 
 
 def test_status_metadata_config(server: RunningServer) -> None:
-    ok = {"model_version_status": [{"version": "1", "state": "AVAILABLE",
-                                    "status": {"error_code": "OK", "error_message": "OK"}}]}
+    ok = {
+        "model_version_status": [
+            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": "OK"}}
+        ]
+    }
     assert _ok(requests.get(server.rest_url + "/v1/models/aff", timeout=30)) == ok
     assert _ok(requests.get(server.rest_url + "/v1/models/aff/versions/1", timeout=30)) == ok
     broken = _ok(requests.get(server.rest_url + "/v1/models/broken", timeout=30))["model_version_status"][0]
@@ -88,11 +106,18 @@ def test_status_metadata_config(server: RunningServer) -> None:
     info = {"dtype": "DT_FLOAT", "tensorShape": {"dim": dims, "unknownRank": False}}
     assert meta == {
         "modelSpec": {"name": "aff", "signatureName": "", "version": "1"},
-        "metadata": {"signature_def": {
-            "@type": "type.googleapis.com/tensorflow.serving.SignatureDefMap",
-            "signatureDef": {"serving_default": {"inputs": {"b": {**info, "name": "b"}},
-                                                 "outputs": {"y": {**info, "name": "y"}},
-                                                 "methodName": "tensorflow/serving/predict"}}}},
+        "metadata": {
+            "signature_def": {
+                "@type": "type.googleapis.com/tensorflow.serving.SignatureDefMap",
+                "signatureDef": {
+                    "serving_default": {
+                        "inputs": {"b": {**info, "name": "b"}},
+                        "outputs": {"y": {**info, "name": "y"}},
+                        "methodName": "tensorflow/serving/predict",
+                    }
+                },
+            }
+        },
     }
     config = _ok(requests.get(server.rest_url + "/v1/config", timeout=30))
     assert set(config) == {"aff", "two", "str", "rigid", "broken"} and config["aff"] == ok
@@ -100,8 +125,9 @@ def test_status_metadata_config(server: RunningServer) -> None:
 
 def test_reload(serve: Serve, tmp_path: Path) -> None:
     base = write_affine(tmp_path / "aff")
-    server = serve(["--model_name", "aff", "--model_path", str(base), "--file_system_poll_wait_seconds", "0"],
-                   rest=True)
+    server = serve(
+        ["--model_name", "aff", "--model_path", str(base), "--file_system_poll_wait_seconds", "0"], rest=True
+    )
     r = requests.post(server.rest_url + "/v1/config/reload", timeout=60)
     assert r.status_code == 200 and r.json()["aff"]["model_version_status"][0]["state"] == "AVAILABLE"
     shutil.copytree(base / "1", base / "2")
@@ -122,53 +148,129 @@ def _tensor(shape: list[int], data: list[Any]) -> dict[str, Any]:
 
 
 SPEC_ROWS: list[tuple[str, Callable[[RunningServer], requests.Response], int, str]] = [
-    ("model not found", lambda s: _predict(s, {"instances": [X]}, "nope"), 404,
-     "Model with requested name is not found"),
+    (
+        "model not found",
+        lambda s: _predict(s, {"instances": [X]}, "nope"),
+        404,
+        "Model with requested name is not found",
+    ),
     # the model is looked up before the body is read as its inputs' types
-    ("model not found, bad JSON", lambda s: _predict(s, b"{instances: [1", "nope"), 404,
-     "Model with requested name is not found"),
-    ("version not found", lambda s: _predict(s, {"instances": [X]}, version=3), 404,
-     "Model with requested version is not found"),
-    ("version loading", lambda s: _predict(s, {"instances": [X]}, "broken", 1), 503,
-     "Model with requested version is not loaded yet"),
-    ("wrong number of inputs", lambda s: _predict(s, {"inputs": {"a": [X]}}, "two"), 400,
-     "Invalid number of inputs - Expected: 2; Actual: 1"),
-    ("unnamed on two inputs", lambda s: _predict(s, {"instances": [X]}, "two"), 400,
-     "Invalid number of inputs - Expected: 2; Actual: 1"),
-    ("missing input", lambda s: _predict(s, {"inputs": {"c": [X]}}), 400,
-     "Missing input with specific name - Required input: b"),
-    ("wrong rank", lambda s: _predict(s, {"inputs": [[X]]}), 400,
-     "Invalid number of shape dimensions - Expected: (1,10); Actual: (1,1,10); input name: b"),
-    ("wrong batch", lambda s: _predict(s, {"instances": [X, X]}), 400,
-     "Invalid input batch size - Expected: 1; Actual: 2; input name: b"),
-    ("wrong shape", lambda s: _predict(s, {"instances": [X + [1, 2]]}), 400,
-     "Invalid input shape - Expected: (1,10); Actual: (1,12); input name: b"),
-    ("negative dim", lambda s: _kserve(s, _tensor([-5, 10], X)), 400,
-     "Invalid input shape - Negative or zero dimension size is not acceptable: (-5,10); input name: b"),
-    ("value count", lambda s: _kserve(s, _tensor([1, 10], X[:9])), 400,
-     "Invalid number of values in tensor proto container - Expected: 10; Actual: 9; input name: b"),
-    ("bad JSON", lambda s: _predict(s, b"{instances: [1"), 400,
-     "Could not parse instance content. Not valid ndarray detected"),
-    ("ragged", lambda s: _predict(s, {"instances": [[[1, 2], [3]]]}), 400,
-     "Could not parse instance content. Not valid ndarray detected"),
-    ("not numbers", lambda s: _predict(s, {"instances": [[{"x": 1}] * 10]}), 400,
-     "Could not parse instance content. Not valid ndarray detected"),
-    ("both formats", lambda s: _predict(s, {"instances": [X], "inputs": [X]}), 400,
-     "Invalid JSON structure. Could not detect row or column format"),
-    ("neither format", lambda s: _predict(s, {"signature_name": "x"}), 400,
-     "Invalid JSON structure. Could not detect row or column format"),
-    ("not an object", lambda s: _predict(s, [X]), 400,
-     "Invalid JSON structure. Could not detect row or column format"),
-    ("reshape impossible", lambda s: _predict(s, {"instances": [X, X]}, "rigid"), 412,
-     "Model could not be reshaped with requested shape"),
-    ("body too large", lambda s: _predict(s, b" " * (2 * 1024 * 1024)), 413,
-     "Request exceeds the size limit - body of 2097152 bytes is over --max_request_mb 1 (1048576 bytes)"),
+    (
+        "model not found, bad JSON",
+        lambda s: _predict(s, b"{instances: [1", "nope"),
+        404,
+        "Model with requested name is not found",
+    ),
+    (
+        "version not found",
+        lambda s: _predict(s, {"instances": [X]}, version=3),
+        404,
+        "Model with requested version is not found",
+    ),
+    (
+        "version loading",
+        lambda s: _predict(s, {"instances": [X]}, "broken", 1),
+        503,
+        "Model with requested version is not loaded yet",
+    ),
+    (
+        "wrong number of inputs",
+        lambda s: _predict(s, {"inputs": {"a": [X]}}, "two"),
+        400,
+        "Invalid number of inputs - Expected: 2; Actual: 1",
+    ),
+    (
+        "unnamed on two inputs",
+        lambda s: _predict(s, {"instances": [X]}, "two"),
+        400,
+        "Invalid number of inputs - Expected: 2; Actual: 1",
+    ),
+    (
+        "missing input",
+        lambda s: _predict(s, {"inputs": {"c": [X]}}),
+        400,
+        "Missing input with specific name - Required input: b",
+    ),
+    (
+        "wrong rank",
+        lambda s: _predict(s, {"inputs": [[X]]}),
+        400,
+        "Invalid number of shape dimensions - Expected: (1,10); Actual: (1,1,10); input name: b",
+    ),
+    (
+        "wrong batch",
+        lambda s: _predict(s, {"instances": [X, X]}),
+        400,
+        "Invalid input batch size - Expected: 1; Actual: 2; input name: b",
+    ),
+    (
+        "wrong shape",
+        lambda s: _predict(s, {"instances": [X + [1, 2]]}),
+        400,
+        "Invalid input shape - Expected: (1,10); Actual: (1,12); input name: b",
+    ),
+    (
+        "negative dim",
+        lambda s: _kserve(s, _tensor([-5, 10], X)),
+        400,
+        "Invalid input shape - Negative or zero dimension size is not acceptable: (-5,10); input name: b",
+    ),
+    (
+        "value count",
+        lambda s: _kserve(s, _tensor([1, 10], X[:9])),
+        400,
+        "Invalid number of values in tensor proto container - Expected: 10; Actual: 9; input name: b",
+    ),
+    (
+        "bad JSON",
+        lambda s: _predict(s, b"{instances: [1"),
+        400,
+        "Could not parse instance content. Not valid ndarray detected",
+    ),
+    (
+        "ragged",
+        lambda s: _predict(s, {"instances": [[[1, 2], [3]]]}),
+        400,
+        "Could not parse instance content. Not valid ndarray detected",
+    ),
+    (
+        "not numbers",
+        lambda s: _predict(s, {"instances": [[{"x": 1}] * 10]}),
+        400,
+        "Could not parse instance content. Not valid ndarray detected",
+    ),
+    (
+        "both formats",
+        lambda s: _predict(s, {"instances": [X], "inputs": [X]}),
+        400,
+        "Invalid JSON structure. Could not detect row or column format",
+    ),
+    (
+        "neither format",
+        lambda s: _predict(s, {"signature_name": "x"}),
+        400,
+        "Invalid JSON structure. Could not detect row or column format",
+    ),
+    ("not an object", lambda s: _predict(s, [X]), 400, "Invalid JSON structure. Could not detect row or column format"),
+    (
+        "reshape impossible",
+        lambda s: _predict(s, {"instances": [X, X]}, "rigid"),
+        412,
+        "Model could not be reshaped with requested shape",
+    ),
+    (
+        "body too large",
+        lambda s: _predict(s, b" " * (2 * 1024 * 1024)),
+        413,
+        "Request exceeds the size limit - body of 2097152 bytes is over --max_request_mb 1 (1048576 bytes)",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("case", "call", "status", "text"), SPEC_ROWS, ids=[r[0] for r in SPEC_ROWS])
-def test_spec_error_rows(server: RunningServer, case: str, call: Callable[[RunningServer], requests.Response],
-                         status: int, text: str) -> None:
+def test_spec_error_rows(
+    server: RunningServer, case: str, call: Callable[[RunningServer], requests.Response], status: int, text: str
+) -> None:
     r = call(server)
     assert r.status_code == status, r.text
     assert r.headers["Content-Type"].startswith("application/json")
@@ -189,11 +291,19 @@ def test_chunked_body_over_the_limit(server: RunningServer) -> None:
 def test_content_type_routes_and_methods(server: RunningServer) -> None:
     # The body decides, not the header: curl -d sends form encoding, and valid JSON is served.
     for ctype in ("text/plain", "application/x-www-form-urlencoded", "application/octet-stream"):
-        r = requests.post(server.rest_url + "/v1/models/aff:predict", data=json.dumps({"instances": [X]}),
-                          headers={"Content-Type": ctype}, timeout=30)
+        r = requests.post(
+            server.rest_url + "/v1/models/aff:predict",
+            data=json.dumps({"instances": [X]}),
+            headers={"Content-Type": ctype},
+            timeout=30,
+        )
         assert _ok(r) == {"predictions": [Y]}
-    r = requests.post(server.rest_url + "/v1/models/aff:predict", data=b"\x89PNG\r\n\x1a\n\0\0",
-                      headers={"Content-Type": "image/png"}, timeout=30)
+    r = requests.post(
+        server.rest_url + "/v1/models/aff:predict",
+        data=b"\x89PNG\r\n\x1a\n\0\0",
+        headers={"Content-Type": "image/png"},
+        timeout=30,
+    )
     assert r.status_code == 400 and r.json()["error"].startswith("Could not parse instance content")
     r = requests.get(server.rest_url + "/v1/nothing/here", timeout=30)
     assert r.status_code == 404 and "error" in r.json()

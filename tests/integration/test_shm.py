@@ -36,8 +36,12 @@ F32_BYTES = 4
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """One server: affine [1,10], two inputs, strings, and a slow model for requests in flight."""
     root = tmp_path_factory.mktemp("shm")
-    paths = {"aff": write_affine(root / "aff"), "two": write_two_inputs(root / "two"),
-             "str": write_strings(root / "str"), "slow": write_slow_affine(root / "slow")}
+    paths = {
+        "aff": write_affine(root / "aff"),
+        "two": write_two_inputs(root / "two"),
+        "str": write_strings(root / "str"),
+        "slow": write_slow_affine(root / "slow"),
+    }
     entries = [{"name": n, "base_path": str(p), "plugin_config": json.loads(F32)} for n, p in paths.items()]
     s = RunningServer(["--config_path", str(write_config(root / "config.json", entries))], rest=True)
     yield s
@@ -87,8 +91,9 @@ def mod(client: Any) -> Any:
     return tgrpc if isinstance(client, tgrpc.InferenceServerClient) else thttp
 
 
-def shm_input(client: Any, name: str, shape: list[int], region: str, size: int, offset: int = 0,
-              datatype: str = "FP32") -> Any:
+def shm_input(
+    client: Any, name: str, shape: list[int], region: str, size: int, offset: int = 0, datatype: str = "FP32"
+) -> Any:
     i = mod(client).InferInput(name, shape, datatype)
     i.set_shared_memory(region, size, offset)
     return i
@@ -118,8 +123,11 @@ def test_inputs_and_outputs_in_shared_memory(client: Any, regions: Regions) -> N
     shm.set_shared_memory_region(h_in, [x], offset=24)
     client.register_system_shared_memory("in", k_in, 100, offset=20)  # the region starts at byte 20
     client.register_system_shared_memory("out", k_out, 200)
-    result = client.infer("aff", [shm_input(client, "b", [1, 10], "in", 40, offset=4)],
-                          outputs=[shm_output(client, "y", "out", 40, offset=64)])
+    result = client.infer(
+        "aff",
+        [shm_input(client, "b", [1, 10], "in", 40, offset=4)],
+        outputs=[shm_output(client, "y", "out", 40, offset=64)],
+    )
     np.testing.assert_array_equal(shm.get_contents_as_numpy(h_out, np.float32, [1, 10], offset=64), x * 2 + 1)
     # the response carries the output's metadata and no data
     out = result.get_output("y")
@@ -138,9 +146,11 @@ def test_mixed_shared_memory_and_message_tensors(client: Any, regions: Regions) 
     h, key = regions.make(128)
     shm.set_shared_memory_region(h, [a])
     client.register_system_shared_memory("io", key, 128)
-    result = client.infer("two", [shm_input(client, "a", [1, 10], "io", 40), plain_input(client, "b", b)],
-                          outputs=[mod(client).InferRequestedOutput("sum"),
-                                   shm_output(client, "diff", "io", 40, offset=64)])
+    result = client.infer(
+        "two",
+        [shm_input(client, "a", [1, 10], "io", 40), plain_input(client, "b", b)],
+        outputs=[mod(client).InferRequestedOutput("sum"), shm_output(client, "diff", "io", 40, offset=64)],
+    )
     np.testing.assert_array_equal(result.as_numpy("sum"), a + b)
     np.testing.assert_array_equal(shm.get_contents_as_numpy(h, np.float32, [1, 10], offset=64), a - b)
     np.testing.assert_array_equal(shm.get_contents_as_numpy(h, np.float32, [1, 10]), a)  # input untouched
@@ -152,8 +162,11 @@ def test_bytes_tensors_in_shared_memory(client: Any, regions: Regions) -> None:
     h, key = regions.make(256)
     shm.set_shared_memory_region(h, [np.array([raw], dtype=object)])
     client.register_system_shared_memory("s", key, 256)
-    client.infer("str", [shm_input(client, "s", [3], "s", len(raw), datatype="BYTES")],
-                 outputs=[shm_output(client, "s", "s", 128, offset=128)])
+    client.infer(
+        "str",
+        [shm_input(client, "s", [3], "s", len(raw), datatype="BYTES")],
+        outputs=[shm_output(client, "s", "s", 128, offset=128)],
+    )
     assert list(shm.get_contents_as_numpy(h, np.object_, [3], offset=128)) == list(s)
 
 
@@ -189,10 +202,16 @@ def _is_invalid(client: Any, err: InferenceServerException) -> None:
     assert err.status() == ("StatusCode.INVALID_ARGUMENT" if mod(client) is tgrpc else "400"), err
 
 
-@pytest.mark.parametrize(("key", "text"), [
-    ("/vinoserve-test-missing", "Unable to open shared memory region"),
-    ("../etc/passwd", "not a path"), ("/a/b", "not a path"), ("/..", "not a path"), ("", "not a path"),
-])
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [
+        ("/vinoserve-test-missing", "Unable to open shared memory region"),
+        ("../etc/passwd", "not a path"),
+        ("/a/b", "not a path"),
+        ("/..", "not a path"),
+        ("", "not a path"),
+    ],
+)
 def test_register_refuses_bad_keys(client: Any, key: str, text: str) -> None:
     err = _error(client.register_system_shared_memory, "bad", key, 16)
     _is_invalid(client, err)
@@ -243,9 +262,13 @@ def test_unregister_while_a_request_runs(server: RunningServer, regions: Regions
     grpc_client.register_system_shared_memory("slow-out", key, x.nbytes, offset=x.nbytes)
     done: queue.Queue[tuple[Any, Any]] = queue.Queue()
     inp = shm_input(grpc_client, "b", [batch, 10], "slow-in", x.nbytes)
-    grpc_client.async_infer("slow", [inp], lambda result, error: done.put((result, error)),
-                            outputs=[shm_output(grpc_client, "y", "slow-out", x.nbytes),
-                                     tgrpc.InferRequestedOutput("work")], client_timeout=120)
+    grpc_client.async_infer(
+        "slow",
+        [inp],
+        lambda result, error: done.put((result, error)),
+        outputs=[shm_output(grpc_client, "y", "slow-out", x.nbytes), tgrpc.InferRequestedOutput("work")],
+        client_timeout=120,
+    )
     deadline = time.monotonic() + 60
     while server.server.dataplane.drain.in_flight == 0 and done.empty() and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -262,8 +285,7 @@ def test_unregister_while_a_request_runs(server: RunningServer, regions: Regions
     http_client.close()
 
 
-def test_a_cancelled_request_keeps_its_region_until_the_inference_ends(server: RunningServer,
-                                                                      regions: Regions) -> None:
+def test_a_cancelled_request_keeps_its_region_until_the_inference_ends(server: RunningServer, regions: Regions) -> None:
     """The client gives up mid-inference and unregisters: OpenVINO still reads the input in place,
     so the mapping stays until the inference ends, then goes; the server keeps serving."""
     batch = 32
@@ -292,8 +314,9 @@ def test_a_cancelled_request_keeps_its_region_until_the_inference_ends(server: R
 
 
 def test_stop_unmaps_every_region(tmp_path: Path, regions: Regions) -> None:
-    s = RunningServer(["--model_name", "aff", "--model_path", str(write_affine(tmp_path / "aff")),
-                       "--plugin_config", F32])
+    s = RunningServer(
+        ["--model_name", "aff", "--model_path", str(write_affine(tmp_path / "aff")), "--plugin_config", F32]
+    )
     try:
         c = tgrpc.InferenceServerClient(s.grpc_address)
         h, key = regions.make(128)
@@ -314,23 +337,34 @@ def test_server_metadata_names_the_extension(client: Any) -> None:
     assert "system_shared_memory" in extensions
 
 
-@pytest.mark.parametrize("body", [
-    b"not json", b"[]", b'{"byte_size": 8}', b'{"key": 5, "byte_size": 8}', b'{"key": "/k"}',
-    b'{"key": "/k", "byte_size": true}', b'{"key": "/k", "byte_size": 8, "offset": -1}',
-    b'{"key": "/k", "byte_size": 8.5}',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b'{"byte_size": 8}',
+        b'{"key": 5, "byte_size": 8}',
+        b'{"key": "/k"}',
+        b'{"key": "/k", "byte_size": true}',
+        b'{"key": "/k", "byte_size": 8, "offset": -1}',
+        b'{"key": "/k", "byte_size": 8.5}',
+    ],
+)
 def test_rest_register_refuses_malformed_bodies(server: RunningServer, body: bytes) -> None:
     r = requests.post(f"{server.rest_url}/v2/systemsharedmemory/region/r/register", data=body, timeout=30)
     assert r.status_code == 400 and "error" in r.json()
 
 
-@pytest.mark.parametrize("params", [
-    {"shared_memory_region": "r"},  # no byte size
-    {"shared_memory_region": "r", "shared_memory_byte_size": "40"},
-    {"shared_memory_region": 7, "shared_memory_byte_size": 40},
-    {"shared_memory_region": "r", "shared_memory_byte_size": 40, "shared_memory_offset": -4},
-    {"shared_memory_byte_size": 40},  # no region
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"shared_memory_region": "r"},  # no byte size
+        {"shared_memory_region": "r", "shared_memory_byte_size": "40"},
+        {"shared_memory_region": 7, "shared_memory_byte_size": 40},
+        {"shared_memory_region": "r", "shared_memory_byte_size": 40, "shared_memory_offset": -4},
+        {"shared_memory_byte_size": 40},  # no region
+    ],
+)
 def test_malformed_shared_memory_parameters(server: RunningServer, params: dict[str, Any]) -> None:
     doc: dict[str, Any] = {"inputs": [{"name": "b", "datatype": "FP32", "shape": [1, 10], "parameters": params}]}
     r = requests.post(f"{server.rest_url}/v2/models/aff/infer", json=doc, timeout=30)
@@ -349,13 +383,17 @@ def test_malformed_shared_memory_parameters(server: RunningServer, params: dict[
 
 def test_shared_memory_input_with_data_too_is_refused(server: RunningServer, regions: Regions) -> None:
     _, key = regions.make(64)
-    requests.post(f"{server.rest_url}/v2/systemsharedmemory/region/r/register",
-                  json={"key": key, "byte_size": 64}, timeout=30).raise_for_status()
+    requests.post(
+        f"{server.rest_url}/v2/systemsharedmemory/region/r/register", json={"key": key, "byte_size": 64}, timeout=30
+    ).raise_for_status()
     try:
         x = np.ones((1, 10), dtype=np.float32)
         params = {"shared_memory_region": "r", "shared_memory_byte_size": 40}
-        doc: dict[str, Any] = {"inputs": [{"name": "b", "datatype": "FP32", "shape": [1, 10],
-                                           "data": x.ravel().tolist(), "parameters": params}]}
+        doc: dict[str, Any] = {
+            "inputs": [
+                {"name": "b", "datatype": "FP32", "shape": [1, 10], "data": x.ravel().tolist(), "parameters": params}
+            ]
+        }
         r = requests.post(f"{server.rest_url}/v2/models/aff/infer", json=doc, timeout=30)
         assert r.status_code == 400 and "must not carry data" in r.json()["error"]
         # gRPC: a raw buffer, but no input outside shared memory for it

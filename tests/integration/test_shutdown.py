@@ -63,9 +63,25 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
     def run(*flags: str, **model: int) -> Proc:
         base = write_slow(tmp_path / "slow", **model)
         grpc_port, rest_port = free_port(), free_port()
-        popen = subprocess.Popen([*CMD, "--model_name", "slow", "--model_path", str(base), "--port", str(grpc_port),
-                                  "--rest_port", str(rest_port), "--plugin_config", F32, *flags],
-                                 start_new_session=True, stderr=subprocess.PIPE, text=True)
+        popen = subprocess.Popen(
+            [
+                *CMD,
+                "--model_name",
+                "slow",
+                "--model_path",
+                str(base),
+                "--port",
+                str(grpc_port),
+                "--rest_port",
+                str(rest_port),
+                "--plugin_config",
+                F32,
+                *flags,
+            ],
+            start_new_session=True,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         procs.append(popen)
         deadline = time.monotonic() + 120
         while True:
@@ -134,10 +150,11 @@ def rest(path: str, body: Callable[[np.ndarray], Any], answer: Callable[[Any], A
     return call
 
 
-kserve_rest = rest("/v2/models/slow/infer",
-                   lambda x: {"inputs": [{"name": "x", "shape": list(x.shape), "datatype": "FP32",
-                                          "data": x.ravel().tolist()}]},
-                   lambda j: j["outputs"][0]["data"])
+kserve_rest = rest(
+    "/v2/models/slow/infer",
+    lambda x: {"inputs": [{"name": "x", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]},
+    lambda j: j["outputs"][0]["data"],
+)
 tfs_rest = rest("/v1/models/slow:predict", lambda x: {"instances": x.tolist()}, lambda j: j["predictions"])
 
 
@@ -186,8 +203,10 @@ def test_rolling_restart_finishes_accepted_requests_and_refuses_new_ones(start) 
     stop = threading.Event()
     kinds = ["tfs_grpc", "kserve_grpc", "kserve_rest", "tfs_rest"]
     outcomes: dict[str, list[Outcome]] = {k: [] for k in kinds}
-    threads = [threading.Thread(target=client_loop, args=(proc, k, stop, outcomes[k], 1000 * n), daemon=True)
-               for n, k in enumerate(kinds)]
+    threads = [
+        threading.Thread(target=client_loop, args=(proc, k, stop, outcomes[k], 1000 * n), daemon=True)
+        for n, k in enumerate(kinds)
+    ]
     probe = requests.Session()  # a readiness probe on a connection opened before the signal
     assert probe.get(f"http://localhost:{proc.rest_port}/v2/health/ready", timeout=30).status_code == 200
     for t in threads:
@@ -200,8 +219,12 @@ def test_rolling_restart_finishes_accepted_requests_and_refuses_new_ones(start) 
     readiness: list[tuple[float, int | str]] = []
     while proc.popen.poll() is None and time.monotonic() < deadline:
         try:
-            readiness.append((time.monotonic(), probe.get(f"http://localhost:{proc.rest_port}/v2/health/ready",
-                                                          timeout=30).status_code))
+            readiness.append(
+                (
+                    time.monotonic(),
+                    probe.get(f"http://localhost:{proc.rest_port}/v2/health/ready", timeout=30).status_code,
+                )
+            )
         except requests.ConnectionError:
             readiness.append((time.monotonic(), "refused"))
         time.sleep(0.02)
@@ -244,8 +267,9 @@ def test_requests_past_the_timeout_are_cancelled_with_unavailable(start, sig: si
                 results["grpc"] = str(r)
 
     def rest_call() -> None:
-        r = requests.post(f"http://localhost:{proc.rest_port}/v1/models/slow:predict",
-                          json={"instances": x.tolist()}, timeout=120)
+        r = requests.post(
+            f"http://localhost:{proc.rest_port}/v1/models/slow:predict", json={"instances": x.tolist()}, timeout=120
+        )
         results["rest"] = f"{r.status_code} {r.text}"
 
     threads = [threading.Thread(target=f, daemon=True) for f in (grpc_call, rest_call)]
@@ -269,8 +293,10 @@ def test_slow_partial_upload_does_not_hold_the_exit(start) -> None:  # type: ign
     process exits; the upload does not keep it alive."""
     proc = start("--shutdown_timeout_s", "1")
     sock = socket.create_connection(("127.0.0.1", proc.rest_port), timeout=60)
-    sock.sendall(b"POST /v1/models/slow:predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: 900000000\r\n\r\n" + b'{"instances": [' + b"[0.5]," * 1000)
+    sock.sendall(
+        b"POST /v1/models/slow:predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 900000000\r\n\r\n" + b'{"instances": [' + b"[0.5]," * 1000
+    )
     trickle = threading.Event()
 
     def upload() -> None:
@@ -307,8 +333,9 @@ def test_slow_partial_upload_does_not_hold_the_exit(start) -> None:  # type: ign
 def test_draining_server_refuses_new_requests_and_is_not_ready(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """While draining, on connections that stay open: gRPC ServerReady is false and ServerLive true,
     REST ready is 503 and live 200, and inference is UNAVAILABLE / 503 "Server is shutting down"."""
-    server = serve(["--model_name", "slow", "--model_path", str(write_slow(tmp_path / "slow")), "--plugin_config",
-                    F32], rest=True)
+    server = serve(
+        ["--model_name", "slow", "--model_path", str(write_slow(tmp_path / "slow")), "--plugin_config", F32], rest=True
+    )
     client = tgrpc.InferenceServerClient(server.grpc_address)
     session = requests.Session()
     x = data(1, 3)

@@ -138,8 +138,14 @@ def test_error_rows(affine: tuple[RunningServer, Stubs]) -> None:
     _, stubs = affine
     x = np.zeros((1, 10), np.float32)
 
-    def fails(inputs: dict[str, Any], code: grpc.StatusCode, text: str, model: str = "aff",
-              version: int | None = None, whole: bool = True) -> None:
+    def fails(
+        inputs: dict[str, Any],
+        code: grpc.StatusCode,
+        text: str,
+        model: str = "aff",
+        version: int | None = None,
+        whole: bool = True,
+    ) -> None:
         """The request fails with ``code`` and exactly ``text`` (or text that starts so)."""
         err = rpc_error(stubs.predict, tfs_request(inputs, model, version), timeout=60)
         assert err.code() == code, err.details()
@@ -150,21 +156,35 @@ def test_error_rows(affine: tuple[RunningServer, Stubs]) -> None:
     short = array_to_tensor(x)
     short.tensor_content = short.tensor_content[:36]
     invalid = grpc.StatusCode.INVALID_ARGUMENT
-    fails({"b": short}, invalid,
-          "Invalid content size of tensor proto - Expected: 40 bytes; Actual: 36 bytes; input name: b")
+    fails(
+        {"b": short},
+        invalid,
+        "Invalid content size of tensor proto - Expected: 40 bytes; Actual: 36 bytes; input name: b",
+    )
     few = array_to_tensor(x)
     few.ClearField("tensor_content")
     few.float_val.extend([0.0] * 9)
-    fails({"b": few}, invalid,
-          "Invalid number of values in tensor proto container - Expected: 10; Actual: 9; input name: b")
+    fails(
+        {"b": few},
+        invalid,
+        "Invalid number of values in tensor proto container - Expected: 10; Actual: 9; input name: b",
+    )
     negative = array_to_tensor(np.zeros((0, 10), np.float32))
     negative.tensor_shape.dim[0].size = -5
-    fails({"b": negative}, invalid,
-          "Invalid input shape - Negative or zero dimension size is not acceptable: (-5,10); input name: b")
-    fails({"b": np.zeros((2, 10), np.float32)}, invalid, "Invalid input batch size - Expected: 1; Actual: 2",
-          whole=False)
-    fails({"b": np.zeros((1, 10), np.int32)}, invalid, "Invalid input precision - Expected: FP32; Actual: I32",
-          whole=False)
+    fails(
+        {"b": negative},
+        invalid,
+        "Invalid input shape - Negative or zero dimension size is not acceptable: (-5,10); input name: b",
+    )
+    fails(
+        {"b": np.zeros((2, 10), np.float32)}, invalid, "Invalid input batch size - Expected: 1; Actual: 2", whole=False
+    )
+    fails(
+        {"b": np.zeros((1, 10), np.int32)},
+        invalid,
+        "Invalid input precision - Expected: FP32; Actual: I32",
+        whole=False,
+    )
     fails({"c": x}, invalid, "Missing input with specific name", whole=False)
     fails({"b": x, "c": x}, invalid, "Invalid number of inputs - Expected: 1; Actual: 2", whole=False)
     meta = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])

@@ -35,8 +35,18 @@ def certs(tmp_path: Path) -> Certs:
 
 def tls_args(tmp_path: Path, certs: Certs, mutual: bool) -> list[str]:
     """The affine model on both ports over TLS (demanding client certificates when ``mutual``)."""
-    args = ["--model_name", "m", "--model_path", str(write_affine(tmp_path / "m")), "--plugin_config", F32,
-            "--tls_cert", str(certs.server), "--tls_key", str(certs.server_key)]
+    args = [
+        "--model_name",
+        "m",
+        "--model_path",
+        str(write_affine(tmp_path / "m")),
+        "--plugin_config",
+        F32,
+        "--tls_cert",
+        str(certs.server),
+        "--tls_key",
+        str(certs.server_key),
+    ]
     if mutual:
         args += ["--tls_client_ca", str(certs.ca)]
     return args
@@ -56,7 +66,8 @@ def tfs_predict(port: int, certs: Certs, who: str) -> np.ndarray:
     """Predict through the TF Serving protos over a TLS channel."""
     pair = client_files(certs, who)
     creds = grpc.ssl_channel_credentials(
-        certs.ca.read_bytes(), pair[1].read_bytes() if pair else None, pair[0].read_bytes() if pair else None)
+        certs.ca.read_bytes(), pair[1].read_bytes() if pair else None, pair[0].read_bytes() if pair else None
+    )
     with grpc.secure_channel(f"localhost:{port}", creds) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         response = stub.Predict(tfs_request({"b": X}), timeout=30)
@@ -68,8 +79,12 @@ def triton_grpc_infer(port: int, certs: Certs, who: str) -> np.ndarray:
     """KServe ModelInfer through tritonclient's gRPC client over TLS."""
     pair = client_files(certs, who)
     client = tgrpc.InferenceServerClient(
-        f"localhost:{port}", ssl=True, root_certificates=str(certs.ca),
-        private_key=str(pair[1]) if pair else None, certificate_chain=str(pair[0]) if pair else None)
+        f"localhost:{port}",
+        ssl=True,
+        root_certificates=str(certs.ca),
+        private_key=str(pair[1]) if pair else None,
+        certificate_chain=str(pair[0]) if pair else None,
+    )
     try:
         inp = tgrpc.InferInput("b", list(X.shape), "FP32")
         inp.set_data_from_numpy(X)
@@ -84,8 +99,9 @@ def triton_http_infer(port: int, certs: Certs, who: str) -> np.ndarray:
     options: dict[str, str] = {"ca_certs": str(certs.ca)}
     if pair:
         options |= {"certfile": str(pair[0]), "keyfile": str(pair[1])}
-    client = thttp.InferenceServerClient(f"localhost:{port}", ssl=True, ssl_options=options,
-                                         connection_timeout=30, network_timeout=30)
+    client = thttp.InferenceServerClient(
+        f"localhost:{port}", ssl=True, ssl_options=options, connection_timeout=30, network_timeout=30
+    )
     try:
         inp = thttp.InferInput("b", list(X.shape), "FP32")
         inp.set_data_from_numpy(X, binary_data=True)
@@ -97,8 +113,13 @@ def triton_http_infer(port: int, certs: Certs, who: str) -> np.ndarray:
 def requests_predict(port: int, certs: Certs, who: str) -> np.ndarray:
     """TF Serving REST predict through ``requests`` over HTTPS."""
     pair = client_files(certs, who)
-    r = requests.post(f"https://localhost:{port}/v1/models/m:predict", json={"instances": X.tolist()},
-                      verify=str(certs.ca), cert=(str(pair[0]), str(pair[1])) if pair else None, timeout=30)
+    r = requests.post(
+        f"https://localhost:{port}/v1/models/m:predict",
+        json={"instances": X.tolist()},
+        verify=str(certs.ca),
+        cert=(str(pair[0]), str(pair[1])) if pair else None,
+        timeout=30,
+    )
     assert r.status_code == 200, r.text
     return np.array(r.json()["predictions"], np.float32)
 
@@ -183,8 +204,9 @@ def test_stop_closes_tls_connections_whose_clients_stay_silent(tmp_path: Path, c
     server holds no socket, even when its event loop is closed right after."""
     server = RunningServer(tls_args(tmp_path, certs, mutual=False), rest=True)
     context = ssl.create_default_context(cafile=str(certs.ca))
-    with context.wrap_socket(socket.create_connection(("localhost", server.rest_port), timeout=30),
-                             server_hostname="localhost") as tls:
+    with context.wrap_socket(
+        socket.create_connection(("localhost", server.rest_port), timeout=30), server_hostname="localhost"
+    ) as tls:
         try:
             tls.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: localhost\r\n\r\n")
             assert tls.recv(4096).startswith(b"HTTP/1.1 200")

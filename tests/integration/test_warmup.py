@@ -26,8 +26,11 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 def scrape(server: RunningServer) -> Samples:
     r = requests.get(server.rest_url + "/metrics", timeout=30)
     assert r.status_code == 200
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(r.text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
 
 
 def get(samples: Samples, metric: str, **labels: str) -> float:
@@ -36,8 +39,11 @@ def get(samples: Samples, metric: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == metric and want <= ls)
 
 
-RESHAPES, MISSES, HITS = "vinoserve_reshapes_total", "vinoserve_variant_cache_misses_total", \
-    "vinoserve_variant_cache_hits_total"
+RESHAPES, MISSES, HITS = (
+    "vinoserve_reshapes_total",
+    "vinoserve_variant_cache_misses_total",
+    "vinoserve_variant_cache_hits_total",
+)
 
 
 def rows(n: int) -> np.ndarray:
@@ -55,8 +61,24 @@ def infer_http(s: RunningServer, n: int, model: str = "m") -> np.ndarray:
 
 
 def auto_server(serve: Serve, base: Path, *extra: str, runtime: Runtime | None = None) -> RunningServer:
-    return serve(["--model_name", "m", "--model_path", str(base), "--batch_size", "auto", "--plugin_config", F32,
-                  "--metrics_enable", "--file_system_poll_wait_seconds", "0", *extra], rest=True, runtime=runtime)
+    return serve(
+        [
+            "--model_name",
+            "m",
+            "--model_path",
+            str(base),
+            "--batch_size",
+            "auto",
+            "--plugin_config",
+            F32,
+            "--metrics_enable",
+            "--file_system_poll_wait_seconds",
+            "0",
+            *extra,
+        ],
+        rest=True,
+        runtime=runtime,
+    )
 
 
 def test_first_request_of_a_warmed_size_triggers_no_reshape(serve: Serve, tmp_path: Path) -> None:
@@ -77,8 +99,9 @@ def test_first_request_of_a_warmed_size_triggers_no_reshape(serve: Serve, tmp_pa
     assert meta["inputs"]["b"]["shape"] == [1, 10]
 
 
-def test_more_sizes_than_shape_variants_warm_the_first_ones(serve: Serve, tmp_path: Path,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_more_sizes_than_shape_variants_warm_the_first_ones(
+    serve: Serve, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     s = auto_server(serve, write_affine(tmp_path / "m"), "--shape_variants", "2", "--warmup_batch_sizes", "2,4,6")
     assert "3 warm-up batch sizes but 2 shape variants: warming the first 2 only" in caplog.text
     warm = scrape(s)
@@ -154,8 +177,13 @@ def test_new_version_warms_what_the_old_one_served(serve: Serve, tmp_path: Path)
 
 
 def test_config_reload_warms_what_the_model_served(serve: Serve, tmp_path: Path) -> None:
-    entry = {"name": "m", "base_path": str(write_affine(tmp_path / "m")), "batch_size": "auto",
-             "plugin_config": json.loads(F32), "warmup_batch_sizes": [2]}
+    entry = {
+        "name": "m",
+        "base_path": str(write_affine(tmp_path / "m")),
+        "batch_size": "auto",
+        "plugin_config": json.loads(F32),
+        "warmup_batch_sizes": [2],
+    }
     cfg = write_config(tmp_path / "config.json", [entry])
     s = serve(["--config_path", str(cfg), "--metrics_enable", "--file_system_poll_wait_seconds", "0"], rest=True)
     for n in (5, 5, 2):
@@ -180,8 +208,10 @@ def test_bad_values_are_config_errors(serve: Serve, tmp_path: Path) -> None:
     s = serve(["--config_path", str(cfg), "--file_system_poll_wait_seconds", "0"])
     write_config(cfg, [{**entry, "warmup_batch_sizes": [8, 0]}])
     assert reload(s) is False
-    assert s.server.manager.config_error == \
-        "Config of model 'm': 'warmup_batch_sizes' must hold positive integers only (got 0)"
+    assert (
+        s.server.manager.config_error
+        == "Config of model 'm': 'warmup_batch_sizes' must hold positive integers only (got 0)"
+    )
     assert predict(s) == (1, 1.0)
 
 

@@ -58,8 +58,11 @@ def _wait_running(serve: Any, replicas: int, timeout: float, exclude: frozenset[
 
     deadline = time.monotonic() + timeout
     while True:
-        names = sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                       if a["name"].startswith("SERVE_REPLICA::"))
+        names = sorted(
+            a["name"]
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["name"].startswith("SERVE_REPLICA::")
+        )
         status = serve.status()
         app = status.applications.get("vinoserve")
         proxies = sorted(status.proxies.values())
@@ -142,9 +145,16 @@ def kill_mid_traffic(serve: Any, replicas: list[str]) -> dict[str, Any]:
         t.stop.set()
     for t in traffic:
         t.join(120)
-    return {"victim": victim, "replicas_after": after, "requests": sum(t.done for t in traffic),
-            "killed_at": killed_at, "replaced_at": replaced_at, "wrong": sum(t.wrong for t in traffic),
-            "retried": [r for t in traffic for r in t.retried], "failed": [f for t in traffic for f in t.failed]}
+    return {
+        "victim": victim,
+        "replicas_after": after,
+        "requests": sum(t.done for t in traffic),
+        "killed_at": killed_at,
+        "replaced_at": replaced_at,
+        "wrong": sum(t.wrong for t in traffic),
+        "retried": [r for t in traffic for r in t.retried],
+        "failed": [f for t in traffic for f in t.failed],
+    }
 
 
 def _other_processes() -> list[str]:
@@ -176,9 +186,12 @@ def main(spec_path: str) -> int:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=30)
     # Everything Ray writes goes under RAY_TMPDIR (sessions, sockets, logs, the cluster address file).
     # The worker node's proxies bind their own ports (both nodes share 127.0.0.1); the head keeps the config's.
-    os.environ.update(RAY_SERVE_WORKER_PROXY_HTTP_PORT=str(WORKER_HTTP),
-                      RAY_SERVE_WORKER_PROXY_GRPC_PORT=str(WORKER_GRPC),
-                      RAY_USAGE_STATS_ENABLED="0", RAY_TMPDIR=spec["temp_dir"])
+    os.environ.update(
+        RAY_SERVE_WORKER_PROXY_HTTP_PORT=str(WORKER_HTTP),
+        RAY_SERVE_WORKER_PROXY_GRPC_PORT=str(WORKER_GRPC),
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_TMPDIR=spec["temp_dir"],
+    )
     import ray
     from ray import serve
     from ray.cluster_utils import Cluster
@@ -194,22 +207,36 @@ def main(spec_path: str) -> int:
         timings["cluster"] = time.monotonic() - t0
         config = Path(spec["temp_dir"]) / "serve.yaml"
         config.write_text(yaml.safe_dump(_serve_config(spec)))
-        run = subprocess.run([str(Path(sys.executable).parent / "serve"), "run", "--non-blocking",
-                              "--address", cluster.address, str(config)],
-                             capture_output=True, text=True, timeout=180)
+        run = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "serve"),
+                "run",
+                "--non-blocking",
+                "--address",
+                cluster.address,
+                str(config),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         result["serve_run"] = [run.returncode, run.stdout[-2000:] + run.stderr[-2000:]]
         ray.init(address=cluster.address, namespace="serve", log_to_driver=False)
         replicas = _wait_running(serve, 2, 180)
         timings["serve"] = time.monotonic() - t0
         result["head"] = infer_all(HEAD_HTTP, HEAD_GRPC)
         result["worker"] = infer_all(WORKER_HTTP, WORKER_GRPC)
-        result["served_by"] = {"head": serving_nodes(HEAD_HTTP, HEAD_GRPC, 3),
-                               "worker": serving_nodes(WORKER_HTTP, WORKER_GRPC, 3)}
+        result["served_by"] = {
+            "head": serving_nodes(HEAD_HTTP, HEAD_GRPC, 3),
+            "worker": serving_nodes(WORKER_HTTP, WORKER_GRPC, 3),
+        }
         result["errors"] = errors(HEAD_HTTP, HEAD_GRPC, spec["limit_bytes"])
         timings["clients"] = time.monotonic() - t0
         result["kill"] = kill_mid_traffic(serve, replicas)
-        result["served_by_after_kill"] = {"head": serving_nodes(HEAD_HTTP, HEAD_GRPC, 2),
-                                          "worker": serving_nodes(WORKER_HTTP, WORKER_GRPC, 2)}
+        result["served_by_after_kill"] = {
+            "head": serving_nodes(HEAD_HTTP, HEAD_GRPC, 2),
+            "worker": serving_nodes(WORKER_HTTP, WORKER_GRPC, 2),
+        }
         timings["kill"] = time.monotonic() - t0
     except Exception as exc:
         result["error"] = "".join(traceback.format_exception(exc))

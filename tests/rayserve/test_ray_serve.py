@@ -25,8 +25,13 @@ from .calls import EXPECTED, MODEL, errors
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT_MB = 1
-FLAGS = {"model_name": MODEL, "batch_size": "auto", "plugin_config": F32, "max_request_mb": LIMIT_MB,
-         "file_system_poll_wait_seconds": 0}
+FLAGS = {
+    "model_name": MODEL,
+    "batch_size": "auto",
+    "plugin_config": F32,
+    "max_request_mb": LIMIT_MB,
+    "file_system_poll_wait_seconds": 0,
+}
 
 
 def _unavailable() -> str | None:
@@ -38,8 +43,12 @@ def _unavailable() -> str | None:
     for tool in ("unshare", "ip"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
-    probe = subprocess.run(["unshare", "--net", "--pid", "--fork", "--mount-proc", "ip", "link", "set", "lo", "up"],
-                           capture_output=True, text=True, timeout=30)
+    probe = subprocess.run(
+        ["unshare", "--net", "--pid", "--fork", "--mount-proc", "ip", "link", "set", "lo", "up"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     if probe.returncode != 0:
         return f"unshare --net --pid --mount-proc is not permitted here: {probe.stderr.strip()}"
     return None
@@ -68,14 +77,32 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     # Ray's socket paths must stay under 108 bytes: a short directory of its own
     ray_tmp = Path(tempfile.mkdtemp(prefix="vsray-"))
     try:
-        spec = {"config": str(ROOT / "deploy" / "ray" / "serve.yaml"), "temp_dir": str(ray_tmp),
-                "result": str(tmp / "result.json"), "limit_bytes": LIMIT_MB * 2**20,
-                "flags": {**FLAGS, "model_path": str(write_affine(tmp / "model"))}}
+        spec = {
+            "config": str(ROOT / "deploy" / "ray" / "serve.yaml"),
+            "temp_dir": str(ray_tmp),
+            "result": str(tmp / "result.json"),
+            "limit_bytes": LIMIT_MB * 2**20,
+            "flags": {**FLAGS, "model_path": str(write_affine(tmp / "model"))},
+        }
         (tmp / "spec.json").write_text(json.dumps(spec))
-        run = subprocess.run(["unshare", "--net", "--pid", "--fork", "--mount-proc", sys.executable, "-m",
-                              "tests.rayserve.cluster", str(tmp / "spec.json")],
-                             cwd=ROOT, capture_output=True, text=True, timeout=400,
-                             env={**os.environ, "PYTHONPATH": ""})
+        run = subprocess.run(
+            [
+                "unshare",
+                "--net",
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                sys.executable,
+                "-m",
+                "tests.rayserve.cluster",
+                str(tmp / "spec.json"),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=400,
+            env={**os.environ, "PYTHONPATH": ""},
+        )
         assert run.returncode == 0 and (tmp / "result.json").exists(), run.stdout[-3000:] + run.stderr[-5000:]
         result: dict[str, Any] = json.loads((tmp / "result.json").read_text())
         result["left_on_host"] = _processes_mentioning(str(ray_tmp))

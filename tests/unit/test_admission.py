@@ -49,4 +49,5 @@ def test_drained_waits_for_every_admitted_request_even_one_that_failed() -> None
         assert adm.in_progress == 0
         results = await asyncio.gather(*tasks, return_exceptions=True)
         assert isinstance(results[1], RuntimeError)
+
     asyncio.run(go())

@@ -48,12 +48,26 @@ class Model:
         return [b["x"].shape[self.bi] for b in self.batches]
 
 
-def make(model: Model, *, concurrency: int = 1, sizes: frozenset[int] | None = None, split: int | None = None,
-         **config: object) -> tuple[Batcher, Metrics]:
+def make(
+    model: Model,
+    *,
+    concurrency: int = 1,
+    sizes: frozenset[int] | None = None,
+    split: int | None = None,
+    **config: object,
+) -> tuple[Batcher, Metrics]:
     metrics = Metrics()
-    b = Batcher("m", DynamicBatching(**config), {"x": model.bi}, model.run,  # type: ignore[arg-type]
-                sizes=lambda _: sizes, concurrency=lambda: concurrency, metrics=metrics, labels=("m", "1"),
-                split=split)
+    b = Batcher(
+        "m",
+        DynamicBatching(**config),  # type: ignore[arg-type]
+        {"x": model.bi},
+        model.run,
+        sizes=lambda _: sizes,
+        concurrency=lambda: concurrency,
+        metrics=metrics,
+        labels=("m", "1"),
+        split=split,
+    )
     return b, metrics
 
 
@@ -130,8 +144,13 @@ def test_different_shapes_or_dtypes_are_never_merged() -> None:
         model.gated = True
         b, _ = make(model, max_batch_size=16)
         first = asyncio.create_task(b.submit({"x": rows(0, 1)}))
-        others = [{"x": rows(1, 1, width=4)}, {"x": rows(2, 1)}, {"x": rows(3, 1).astype(np.float64)},
-                  {"x": rows(4, 1, width=4)}, {"x": rows(5, 1)}]
+        others = [
+            {"x": rows(1, 1, width=4)},
+            {"x": rows(2, 1)},
+            {"x": rows(3, 1).astype(np.float64)},
+            {"x": rows(4, 1, width=4)},
+            {"x": rows(5, 1)},
+        ]
         tasks = [asyncio.create_task(b.submit(o)) for o in others]
         await settle()
         for _ in range(4):

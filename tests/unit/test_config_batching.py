@@ -17,8 +17,13 @@ def entry(batching: object) -> dict[str, object]:
 
 
 def test_config_file_entry(tmp_path: Path) -> None:
-    models, _ = parse_config(entry({"max_batch_size": 16, "max_queue_delay_ms": 2,
-                                    "preferred_batch_sizes": [16, 8, 8], "max_queue_size": 64}), tmp_path, 4)
+    models, _ = parse_config(
+        entry(
+            {"max_batch_size": 16, "max_queue_delay_ms": 2, "preferred_batch_sizes": [16, 8, 8], "max_queue_size": 64}
+        ),
+        tmp_path,
+        4,
+    )
     assert models[0].dynamic_batching == DynamicBatching(16, 2.0, (8, 16), 64)
     models, _ = parse_config(entry({}), tmp_path, 4)
     assert models[0].dynamic_batching == DynamicBatching(8, 0.0, (), 1024)
@@ -26,17 +31,20 @@ def test_config_file_entry(tmp_path: Path) -> None:
     assert models[0].dynamic_batching is None  # off unless configured
 
 
-@pytest.mark.parametrize("batching, text", [
-    ({"max_batch_size": 0}, "model 'm': 'dynamic_batching': 'max_batch_size'"),
-    ({"max_batch_size": True}, "'max_batch_size'"),
-    ({"max_queue_delay_ms": -1}, "model 'm': 'dynamic_batching': 'max_queue_delay_ms'"),
-    ({"max_queue_delay_ms": "2"}, "'max_queue_delay_ms'"),
-    ({"max_batch_size": 8, "preferred_batch_sizes": [16]}, "'preferred_batch_sizes'"),
-    ({"preferred_batch_sizes": 4}, "'preferred_batch_sizes'"),
-    ({"max_queue_size": 0}, "'max_queue_size'"),
-    ({"timeout": 1}, "model 'm': 'dynamic_batching' has unknown key 'timeout'"),
-    ("16", "model 'm': 'dynamic_batching' has the wrong type"),
-])
+@pytest.mark.parametrize(
+    "batching, text",
+    [
+        ({"max_batch_size": 0}, "model 'm': 'dynamic_batching': 'max_batch_size'"),
+        ({"max_batch_size": True}, "'max_batch_size'"),
+        ({"max_queue_delay_ms": -1}, "model 'm': 'dynamic_batching': 'max_queue_delay_ms'"),
+        ({"max_queue_delay_ms": "2"}, "'max_queue_delay_ms'"),
+        ({"max_batch_size": 8, "preferred_batch_sizes": [16]}, "'preferred_batch_sizes'"),
+        ({"preferred_batch_sizes": 4}, "'preferred_batch_sizes'"),
+        ({"max_queue_size": 0}, "'max_queue_size'"),
+        ({"timeout": 1}, "model 'm': 'dynamic_batching' has unknown key 'timeout'"),
+        ("16", "model 'm': 'dynamic_batching' has the wrong type"),
+    ],
+)
 def test_config_file_errors(batching: object, text: str, tmp_path: Path) -> None:
     with pytest.raises(StartupError, match=text):
         parse_config(entry(batching), tmp_path, 4)

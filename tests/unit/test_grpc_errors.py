@@ -41,9 +41,16 @@ def test_spec_rows(code: StatusCode, expected: grpc.StatusCode) -> None:
 
 def test_everything_else_is_invalid_argument() -> None:
     special = {
-        StatusCode.MODEL_NOT_FOUND, StatusCode.VERSION_NOT_FOUND, StatusCode.VERSION_RETIRED,
-        StatusCode.VERSION_NOT_LOADED, StatusCode.RESHAPE_ERROR, StatusCode.REQUEST_TOO_LARGE,
-        StatusCode.OVERLOADED, StatusCode.UNIMPLEMENTED, StatusCode.INTERNAL, StatusCode.SHUTTING_DOWN,
+        StatusCode.MODEL_NOT_FOUND,
+        StatusCode.VERSION_NOT_FOUND,
+        StatusCode.VERSION_RETIRED,
+        StatusCode.VERSION_NOT_LOADED,
+        StatusCode.RESHAPE_ERROR,
+        StatusCode.REQUEST_TOO_LARGE,
+        StatusCode.OVERLOADED,
+        StatusCode.UNIMPLEMENTED,
+        StatusCode.INTERNAL,
+        StatusCode.SHUTTING_DOWN,
         StatusCode.BATCH_QUEUE_FULL,
     }
     for code in set(StatusCode) - special:

@@ -29,7 +29,7 @@ def test_depth_limit() -> None:
 
 
 def test_depth_ignores_brackets_in_strings() -> None:
-    noise = "[[[{{ ]]]}} \\\" \\\\ " * 50
+    noise = '[[[{{ ]]]}} \\" \\\\ ' * 50
     check_depth(json.dumps({"s": noise, "t": json.loads(_nest(63))}).encode())
     with pytest.raises(JsonTooDeep):
         check_depth(json.dumps({"s": noise, "t": json.loads(_nest(64))}).encode())
@@ -43,8 +43,9 @@ def _bad(value: Any, precision: str | None, text: str, b64: bool = False) -> Non
     assert text in info.value.details and info.value.details.endswith("input name: b")
 
 
-@pytest.mark.parametrize("p", [p for p in PRECISIONS if p.np_dtype.kind in "iu" and p.name != "BF16"],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "p", [p for p in PRECISIONS if p.np_dtype.kind in "iu" and p.name != "BF16"], ids=lambda p: p.name
+)
 def test_integer_ranges(p: Any) -> None:
     info = np.iinfo(p.np_dtype)
     ok = json_array([[info.min, info.max, 3.0]], p, "b")
@@ -107,8 +108,13 @@ def test_large_ragged_value_is_refused() -> None:
 def test_checked_dims() -> None:
     assert checked_dims([0, 5], "b", 4) == (0, 5)
     assert checked_dims([INDEX_MAX // 4], "b", 4) == (INDEX_MAX // 4,)
-    bad = {(-1, 2): "Negative", (1,) * 65: "65 dimensions", (0, 2**40, 2**40): "overflows",
-           (INDEX_MAX // 4 + 1,): "overflows", (0, 2**63): "overflows"}
+    bad = {
+        (-1, 2): "Negative",
+        (1,) * 65: "65 dimensions",
+        (0, 2**40, 2**40): "overflows",
+        (INDEX_MAX // 4 + 1,): "overflows",
+        (0, 2**63): "overflows",
+    }
     for dims, text in bad.items():
         with pytest.raises(VinoserveError) as info:
             checked_dims(dims, "b", 4)

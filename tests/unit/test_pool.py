@@ -32,7 +32,6 @@ class FakeSlot:
         self.inline: list[object] = []
         self.inline_seconds = 0.0  # how long an inline inference blocks
 
-
     def run(self, inputs: object) -> tuple[int, object]:
         assert self.running is None or self.running.done(), f"slot {self.n} run inline while still running"
         self.inline.append(inputs)
@@ -90,6 +89,7 @@ def test_at_most_size_run_at_once_and_waiters_in_order() -> None:
         assert [inputs for (_, inputs), _, _ in results] == list(range(6))
         assert all(waited >= 0 and took >= 0 for _, waited, took in results)
         assert pool.idle == pool.size == 2
+
     asyncio.run(go())
 
 
@@ -112,6 +112,7 @@ def test_cancelled_caller_frees_the_slot_only_when_the_inference_ends() -> None:
         slot.finish()
         (n, inputs), _, _ = await asyncio.wait_for(second, WAIT)
         assert inputs == "second" and pool.idle == 1
+
     asyncio.run(go())
 
 
@@ -131,6 +132,7 @@ def test_cancelled_waiter_leaves_the_queue() -> None:
         assert slot.starts == ["first"] and pool.idle == 1
         slot.auto = True
         assert (await asyncio.wait_for(pool.run("next"), WAIT))[0] == (0, "next")
+
     asyncio.run(go())
 
 
@@ -151,6 +153,7 @@ def test_waiter_cancelled_as_it_is_handed_a_slot_gives_it_back() -> None:
         assert slot.starts == ["first"] and pool.idle == 1
         slot.on_result, slot.auto = None, True
         assert (await asyncio.wait_for(pool.run("next"), WAIT))[0] == (0, "next")
+
     asyncio.run(go())
 
 
@@ -168,6 +171,7 @@ def test_a_failed_start_or_inference_gives_the_slot_back() -> None:
         assert pool.idle == 1
         slot.fail_result = False
         assert (await asyncio.wait_for(pool.run("c"), WAIT))[0] == (0, "c")
+
     asyncio.run(go())
 
 
@@ -197,6 +201,7 @@ def test_fast_inferences_run_inline_once_timed_and_large_or_slow_ones_are_handed
         assert not pool.inline(40) and runs < 12
         await asyncio.wait_for(pool.run("after", 40), WAIT)
         assert slot.starts[-1:] == ["after"] and "after" not in slot.inline
+
     asyncio.run(go())
 
 
@@ -226,4 +231,5 @@ def test_inline_needs_a_free_slot_and_a_failure_gives_it_back() -> None:
         with pytest.raises(VinoserveError, match="inference error"):
             await asyncio.wait_for(pool.run("fails", 40), WAIT)
         assert slot.inline[-1] == "fails" and pool.idle == 1
+
     asyncio.run(go())

@@ -83,6 +83,8 @@ def test_private_pool_coexists_with_stock_clients() -> None:
     env_path = str(ROOT / "src")
     proc = subprocess.run(
         [sys.executable, "-c", f"import sys; sys.path.insert(0, {env_path!r})\n{_COEXIST}"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

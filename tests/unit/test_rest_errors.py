@@ -39,9 +39,16 @@ def test_spec_rows(code: StatusCode, expected: int) -> None:
 
 def test_everything_else_is_bad_request() -> None:
     special = {
-        StatusCode.MODEL_NOT_FOUND, StatusCode.VERSION_NOT_FOUND, StatusCode.VERSION_RETIRED,
-        StatusCode.VERSION_NOT_LOADED, StatusCode.RESHAPE_ERROR, StatusCode.REQUEST_TOO_LARGE,
-        StatusCode.OVERLOADED, StatusCode.UNIMPLEMENTED, StatusCode.INTERNAL, StatusCode.SHUTTING_DOWN,
+        StatusCode.MODEL_NOT_FOUND,
+        StatusCode.VERSION_NOT_FOUND,
+        StatusCode.VERSION_RETIRED,
+        StatusCode.VERSION_NOT_LOADED,
+        StatusCode.RESHAPE_ERROR,
+        StatusCode.REQUEST_TOO_LARGE,
+        StatusCode.OVERLOADED,
+        StatusCode.UNIMPLEMENTED,
+        StatusCode.INTERNAL,
+        StatusCode.SHUTTING_DOWN,
         StatusCode.BATCH_QUEUE_FULL,
     }
     for code in set(StatusCode) - special:

@@ -59,9 +59,19 @@ def _typed(precision_name: str, values: np.ndarray) -> tensor_pb2.TensorProto:
     t = _proto(p.tf, list(values.shape))
     flat = values.reshape(-1)
     field = {
-        "FP32": "float_val", "FP64": "double_val", "I32": "int_val", "I16": "int_val", "I8": "int_val",
-        "U8": "int_val", "U16": "int_val", "I64": "int64_val", "U32": "uint32_val", "U64": "uint64_val",
-        "BOOL": "bool_val", "FP16": "half_val", "BF16": "half_val",
+        "FP32": "float_val",
+        "FP64": "double_val",
+        "I32": "int_val",
+        "I16": "int_val",
+        "I8": "int_val",
+        "U8": "int_val",
+        "U16": "int_val",
+        "I64": "int64_val",
+        "U32": "uint32_val",
+        "U64": "uint64_val",
+        "BOOL": "bool_val",
+        "FP16": "half_val",
+        "BF16": "half_val",
     }[precision_name]
     if precision_name == "FP16":
         getattr(t, field).extend(int(v) for v in flat.view(np.uint16))
@@ -140,37 +150,56 @@ def _raises(t: tensor_pb2.TensorProto, code: StatusCode, text: str, max_bytes: i
 def test_content_size_error_text() -> None:
     t = _proto(types_pb2.DT_FLOAT, [1, 10])
     t.tensor_content = b"\0" * 36
-    _raises(t, StatusCode.INVALID_CONTENT_SIZE,
-            "Invalid content size of tensor proto - Expected: 40 bytes; Actual: 36 bytes; input name: b")
+    _raises(
+        t,
+        StatusCode.INVALID_CONTENT_SIZE,
+        "Invalid content size of tensor proto - Expected: 40 bytes; Actual: 36 bytes; input name: b",
+    )
 
 
 def test_value_count_error_text() -> None:
     t = _proto(types_pb2.DT_FLOAT, [1, 10])
     t.float_val.extend([1.0] * 9)
-    _raises(t, StatusCode.INVALID_VALUE_COUNT,
-            "Invalid number of values in tensor proto container - Expected: 10; Actual: 9; input name: b")
+    _raises(
+        t,
+        StatusCode.INVALID_VALUE_COUNT,
+        "Invalid number of values in tensor proto container - Expected: 10; Actual: 9; input name: b",
+    )
     s = _proto(types_pb2.DT_STRING, [3])
     s.string_val.append(b"x")
-    _raises(s, StatusCode.INVALID_VALUE_COUNT,
-            "Invalid number of values in tensor proto container - Expected: 3; Actual: 1; input name: b")
+    _raises(
+        s,
+        StatusCode.INVALID_VALUE_COUNT,
+        "Invalid number of values in tensor proto container - Expected: 3; Actual: 1; input name: b",
+    )
     nothing = _proto(types_pb2.DT_INT32, [2])
-    _raises(nothing, StatusCode.INVALID_VALUE_COUNT,
-            "Invalid number of values in tensor proto container - Expected: 2; Actual: 0; input name: b")
+    _raises(
+        nothing,
+        StatusCode.INVALID_VALUE_COUNT,
+        "Invalid number of values in tensor proto container - Expected: 2; Actual: 0; input name: b",
+    )
 
 
 def test_negative_dimension_error_text() -> None:
     t = _proto(types_pb2.DT_FLOAT, [-5, 10])
-    _raises(t, StatusCode.INVALID_SHAPE,
-            "Invalid input shape - Negative or zero dimension size is not acceptable: (-5,10); input name: b")
+    _raises(
+        t,
+        StatusCode.INVALID_SHAPE,
+        "Invalid input shape - Negative or zero dimension size is not acceptable: (-5,10); input name: b",
+    )
 
 
 def test_unsupported_dtype() -> None:
     t = _proto(types_pb2.DT_COMPLEX64, [1])
     t.scomplex_val.extend([1.0, 2.0])
-    _raises(t, StatusCode.INVALID_PRECISION, "Invalid input precision - Unsupported precision: DT_COMPLEX64; "
-            "input name: b")
-    _raises(_proto(types_pb2.DT_INVALID, [1]), StatusCode.INVALID_PRECISION,
-            "Invalid input precision - Unsupported precision: DT_INVALID; input name: b")
+    _raises(
+        t, StatusCode.INVALID_PRECISION, "Invalid input precision - Unsupported precision: DT_COMPLEX64; input name: b"
+    )
+    _raises(
+        _proto(types_pb2.DT_INVALID, [1]),
+        StatusCode.INVALID_PRECISION,
+        "Invalid input precision - Unsupported precision: DT_INVALID; input name: b",
+    )
 
 
 def test_decoded_size_above_limit() -> None:
@@ -207,13 +236,18 @@ def test_huge_declared_shape_allocates_nothing(field: str) -> None:
 def test_stock_client_tensor_protos_decode() -> None:
     """Tensors built by ovmsclient (its own copy of the TF protos) decode unchanged."""
     ovms = pytest.importorskip("ovmsclient.tfs_compat.grpc.tensors")
-    for value in (np.arange(12, dtype=np.float32).reshape(3, 4), np.array([1, -2], np.int64),
-                  np.array([True, False]), np.array([b"ab", b"c"])):
+    for value in (
+        np.arange(12, dtype=np.float32).reshape(3, 4),
+        np.array([1, -2], np.int64),
+        np.array([True, False]),
+        np.array([b"ab", b"c"]),
+    ):
         proto = ovms.make_tensor_proto(value)
         ours = tensor_pb2.TensorProto.FromString(proto.SerializeToString())
         back = tensor_to_array(ours, "b")
         expected = value.astype(object) if value.dtype.kind == "S" else value
         np.testing.assert_array_equal(back, expected)
-    ndarray = ovms.make_ndarray(ovms.TensorProto.FromString(
-        array_to_tensor(np.arange(6, dtype=np.int32).reshape(2, 3)).SerializeToString()))
+    ndarray = ovms.make_ndarray(
+        ovms.TensorProto.FromString(array_to_tensor(np.arange(6, dtype=np.int32).reshape(2, 3)).SerializeToString())
+    )
     np.testing.assert_array_equal(ndarray, np.arange(6, dtype=np.int32).reshape(2, 3))

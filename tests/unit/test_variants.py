@@ -58,6 +58,7 @@ def test_one_compile_for_concurrent_requests_and_hits() -> None:
         assert await use(cache, 8) == "variant8" and comp.calls == [key(8)]
         assert sample(metrics, "vinoserve_variant_cache_hits_total") == 1
         assert sample(metrics, "vinoserve_variant_cache_misses_total") == 5
+
     asyncio.run(go())
 
 
@@ -75,6 +76,7 @@ def test_lru_eviction_keeps_recent_and_busy() -> None:
             await use(cache, 5)
             assert key(1) in cache.keys()
         assert len(cache) == 2
+
     asyncio.run(go())
 
 
@@ -90,6 +92,7 @@ def test_other_shapes_served_while_one_compiles() -> None:
         assert not slow.done()
         comp.gates[key(8)].set()
         assert await slow == "variant8"
+
     asyncio.run(go())
 
 
@@ -105,6 +108,7 @@ def test_failed_compile_fails_every_waiter_then_retries() -> None:
             await use(cache, 13)
         assert len(comp.calls) == 2
         assert await use(cache, 2) == "variant2"
+
     asyncio.run(go())
 
 
@@ -119,6 +123,7 @@ def test_cancelled_waiter_does_not_cancel_the_compile() -> None:
         comp.gates[key(8)].set()
         assert await second == "variant8"
         assert comp.calls == [key(8)]
+
     asyncio.run(go())
 
 
@@ -141,9 +146,11 @@ def test_pinned_variant_serves_every_key_without_compiles_or_metrics() -> None:
         cache.clear()
         assert cache.variants() == []
         # a fixed-shape version reports no shape-variant series at all, not even zeros
-        labelled = {s.name for family in metrics.registry.collect() for s in family.samples
-                    if s.labels.get("name") == "m"}
+        labelled = {
+            s.name for family in metrics.registry.collect() for s in family.samples if s.labels.get("name") == "m"
+        }
         assert labelled == set()
+
     asyncio.run(go())
 
 
@@ -158,6 +165,7 @@ def test_shape_variants_are_listed_and_held_while_in_use() -> None:
         assert cache.held == 0 and sorted(cache.variants()) == ["variant1", "variant2"]
         cache.clear()
         assert cache.variants() == [] and sample(metrics, "vinoserve_variants_resident") == 0
+
     asyncio.run(go())
 
 
@@ -169,13 +177,15 @@ def test_warmup_compiles_without_counting_a_request() -> None:
         assert comp.calls == [key(8)] and cache.last_used is None  # metadata is not moved by warm-up
         assert sample(metrics, "vinoserve_variant_cache_misses_total") == 0
         assert sample(metrics, "vinoserve_variant_cache_hits_total") == 0
-        reshapes = metrics.registry.get_sample_value("vinoserve_reshapes_total",
-                                                     {"name": "m", "version": "1", "cause": "warmup"})
+        reshapes = metrics.registry.get_sample_value(
+            "vinoserve_reshapes_total", {"name": "m", "version": "1", "cause": "warmup"}
+        )
         assert reshapes == 1
         assert await use(cache, 8) == "variant8" and comp.calls == [key(8)]
         assert sample(metrics, "vinoserve_variant_cache_misses_total") == 0
         assert sample(metrics, "vinoserve_variant_cache_hits_total") == 1
         assert cache.last_used == "variant8"
+
     asyncio.run(go())
 
 
@@ -194,6 +204,7 @@ def test_top_keys_by_uses_then_recency() -> None:
         for b in (6, 7, 8):  # 3 is evicted, and still counts as the shape served most
             await use(cache, b)
         assert key(3) not in cache.keys() and cache.top_keys(1) == [key(3)]
+
     asyncio.run(go())
 
 
@@ -206,4 +217,5 @@ def test_use_counts_stay_bounded() -> None:
             await use(cache, b)
         assert len(cache._uses) <= 64
         assert cache.top_keys(1) == [key(1)]
+
     asyncio.run(go())

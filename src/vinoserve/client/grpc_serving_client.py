@@ -61,14 +61,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     a("--grpc_address", default="localhost", help="server host (default: localhost)")
     a("--grpc_port", type=int, default=9000, help="server gRPC port (default: 9000)")
     a("--input_name", default="input", help="model input to feed (default: input)")
-    a("--output_name", default="resnet_v1_50/predictions/Reshape_1",
-      help="model output holding the class scores (default: resnet_v1_50/predictions/Reshape_1)")
+    a(
+        "--output_name",
+        default="resnet_v1_50/predictions/Reshape_1",
+        help="model output holding the class scores (default: resnet_v1_50/predictions/Reshape_1)",
+    )
     a("--model_name", default="resnet", help="served model name (default: resnet)")
     a("--model_version", type=int, default=0, help="model version; 0 = the server's default (latest)")
-    a("--transpose_input", choices=["False", "True"], default="True",
-      help="transpose the images before sending (default: True)")
-    a("--transpose_method", choices=["nchw2nhwc", "nhwc2nchw"], default="nhwc2nchw",
-      help="which transpose --transpose_input True applies (default: nhwc2nchw)")
+    a(
+        "--transpose_input",
+        choices=["False", "True"],
+        default="True",
+        help="transpose the images before sending (default: True)",
+    )
+    a(
+        "--transpose_method",
+        choices=["nchw2nhwc", "nhwc2nchw"],
+        default="nhwc2nchw",
+        help="which transpose --transpose_input True applies (default: nhwc2nchw)",
+    )
     a("--iterations", type=int, default=0, help="number of requests; 0 = every batch once (default: 0)")
     a("--batchsize", type=int, default=1, help="images per request (default: 1)")
     a("--timeout", type=float, default=10.0, help="seconds to wait for each answer (default: 10)")
@@ -126,8 +137,7 @@ def _tls(args: argparse.Namespace) -> ClientTlsFiles | None:
     files = [args.server_cert, args.client_cert, args.client_key]
     if not args.tls:
         if any(files):
-            print(f"{PROG}: note: certificate flags are used only with --tls; connecting without TLS",
-                  file=sys.stderr)
+            print(f"{PROG}: note: certificate flags are used only with --tls; connecting without TLS", file=sys.stderr)
         return None
     server_cert, client_cert, client_key = (Path(f) if f else None for f in files)
     return ClientTlsFiles(server_cert, client_cert, client_key)
@@ -168,20 +178,24 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         matched = total = 0
         for iteration in range(1, iterations + 1):
             x = starts[(iteration - 1) % len(starts)]
-            request = predict_request(args.model_name, {args.input_name: imgs[x:x + batch]}, args.model_version)
+            request = predict_request(args.model_name, {args.input_name: imgs[x : x + batch]}, args.model_version)
             started = time.perf_counter()
             response = client.predict_raw(request)
             duration = (time.perf_counter() - started) * 1000
             if args.output_name not in response.outputs:
-                print(f"{PROG}: the response has no output named {args.output_name!r}; available outputs:",
-                      file=sys.stderr)
+                print(
+                    f"{PROG}: the response has no output named {args.output_name!r}; available outputs:",
+                    file=sys.stderr,
+                )
                 for name in sorted(response.outputs):
                     print(f"\t{name}", file=sys.stderr)
                 return 1
             times_ms.append(int(duration))  # statistics use whole milliseconds, as the original does
             scores = tensor_to_array(response.outputs[args.output_name], args.output_name)
-            print(f"Iteration {iteration}; Processing time: {duration:.2f} ms; speed {1000 * batch / duration:.2f} fps",
-                  file=out)
+            print(
+                f"Iteration {iteration}; Processing time: {duration:.2f} ms; speed {1000 * batch / duration:.2f} fps",
+                file=out,
+            )
             print("imagenet top results in a single batch:", file=out)
             offset = 1 if scores.ndim > 1 and scores.shape[1] == BACKGROUND_CLASSES else 0
             for i in range(scores.shape[0]):

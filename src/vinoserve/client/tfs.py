@@ -189,8 +189,9 @@ class TfsClient:
     def __enter__(self) -> TfsClient:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -259,8 +260,9 @@ class TfsClient:
             for s in response.model_version_status
         ]
 
-    def wait_available(self, model_name: str, version: int | None = None, timeout: float = 60.0,
-                       poll_s: float = 0.2) -> TfsVersionStatus:
+    def wait_available(
+        self, model_name: str, version: int | None = None, timeout: float = 60.0, poll_s: float = 0.2
+    ) -> TfsVersionStatus:
         """Poll GetModelStatus until a version is AVAILABLE; return its status.
 
         A server that is not listening yet or does not know the model yet is waited for. Raises
@@ -273,8 +275,11 @@ class TfsClient:
             try:
                 statuses = self.status(model_name, version, timeout=max(poll_s, 1.0))
             except ClientError as err:
-                if err.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND,
-                                    grpc.StatusCode.DEADLINE_EXCEEDED):
+                if err.code not in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.NOT_FOUND,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                ):
                     raise
                 last = str(err)
             else:

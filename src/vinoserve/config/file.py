@@ -56,7 +56,7 @@ def parse_config(obj: object, base: Path, shape_variants: int) -> tuple[tuple[Mo
     names: set[str] = set()
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or set(entry) != {"config"} or not isinstance(entry["config"], dict):
-            raise StartupError(f"model_config_list[{i}] must be {{\"config\": {{...}}}}")
+            raise StartupError(f'model_config_list[{i}] must be {{"config": {{...}}}}')
         cfg = _model(entry["config"], i, base, shape_variants)
         if cfg.name in names:
             log.error("Duplicate model name %s in config: the first entry is kept", cfg.name)
@@ -70,10 +70,10 @@ def _metrics(mon: object) -> bool:
     if mon is None:
         return False
     if not isinstance(mon, dict) or set(mon) - {"metrics"}:
-        raise StartupError("monitoring must be {\"metrics\": {\"enable\": true}}")
+        raise StartupError('monitoring must be {"metrics": {"enable": true}}')
     m = mon.get("metrics", {})
     if not isinstance(m, dict) or set(m) - {"enable", "metrics_list"}:
-        raise StartupError("monitoring.metrics must be {\"enable\": true}")
+        raise StartupError('monitoring.metrics must be {"enable": true}')
     enable = m.get("enable", False)
     if not isinstance(enable, bool):
         raise StartupError("monitoring.metrics.enable must be true or false")
@@ -93,7 +93,10 @@ def _model(c: dict[str, object], i: int, base: Path, shape_variants: int) -> Mod
         raise StartupError(f"Config of {who}: 'base_path' must be a non-empty string")
     try:
         return build_model_config(
-            name, bp, relative_to=base, default_shape_variants=shape_variants,
+            name,
+            bp,
+            relative_to=base,
+            default_shape_variants=shape_variants,
             batch_size=_typed(c, who, "batch_size", str, int),
             shape=_typed(c, who, "shape", str, dict),
             layout=_typed(c, who, "layout", str, dict),

@@ -168,8 +168,9 @@ def parse_dynamic_batching(obj: object, label: str) -> DynamicBatching:
         raise StartupError(f"{label}: 'max_queue_delay_ms' must be a number from 0 to 60000")
     preferred = obj.get("preferred_batch_sizes", [])
     if not isinstance(preferred, list) or not all(_positive_int(n) and n <= mbs for n in preferred):
-        raise StartupError(f"{label}: 'preferred_batch_sizes' must be a list of integers from 1 to "
-                           f"max_batch_size ({mbs})")
+        raise StartupError(
+            f"{label}: 'preferred_batch_sizes' must be a list of integers from 1 to max_batch_size ({mbs})"
+        )
     size = obj.get("max_queue_size", out.max_queue_size)
     if not _positive_int(size):
         raise StartupError(f"{label}: 'max_queue_size' must be a positive integer")

@@ -24,8 +24,17 @@ from .flags import (
 from .settings import ModelConfig, VersionPolicy
 
 # The per-model keys shared by the flags and config.json entries (besides name and base path).
-PER_MODEL_KEYS = ("batch_size", "shape", "layout", "model_version_policy", "nireq", "target_device",
-                  "plugin_config", "warmup_batch_sizes", "dynamic_batching")
+PER_MODEL_KEYS = (
+    "batch_size",
+    "shape",
+    "layout",
+    "model_version_policy",
+    "nireq",
+    "target_device",
+    "plugin_config",
+    "warmup_batch_sizes",
+    "dynamic_batching",
+)
 DEFAULT_TARGET_DEVICE = "CPU"
 
 JsonObject = dict[str, object]
@@ -72,15 +81,19 @@ def build_model_config(
         base_path=(relative_to / path).resolve(),
         batch=None if batch_size is None else parse_batch(str(batch_size)),
         shape=None if shape is None else parse_shape_obj(shape) if isinstance(shape, dict) else parse_shape(shape),
-        layout=None if layout is None
-        else parse_layout_obj(layout) if isinstance(layout, dict) else parse_layout(layout),
+        layout=None
+        if layout is None
+        else parse_layout_obj(layout)
+        if isinstance(layout, dict)
+        else parse_layout(layout),
         version_policy=VersionPolicy() if model_version_policy is None else parse_policy(model_version_policy),
         nireq=0 if nireq is None else nireq,
         target_device=DEFAULT_TARGET_DEVICE if target_device is None else target_device,
         plugin_config={} if plugin_config is None else parse_plugin_config(plugin_config),
         shape_variants=default_shape_variants if shape_variants is None else shape_variants,
         warmup_batch_sizes=parse_warmup_batch_sizes(warmup_batch_sizes, label("warmup_batch_sizes")),
-        dynamic_batching=None if dynamic_batching is None
+        dynamic_batching=None
+        if dynamic_batching is None
         else parse_dynamic_batching(dynamic_batching, label("dynamic_batching")),
     )
 

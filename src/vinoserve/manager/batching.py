@@ -37,8 +37,9 @@ class BatchPlan:
         self._variants = variants
         self.batch_index = {n: r.batch_index for n, r in rules.items()}
         batching = cfg.dynamic_batching
-        dims = [r.accepted[r.batch_index] for r in rules.values()
-                if not r.any_rank and r.batch_index not in r.auto_dims]
+        dims = [
+            r.accepted[r.batch_index] for r in rules.values() if not r.any_rank and r.batch_index not in r.auto_dims
+        ]
         self.auto = len(dims) < len(rules)
         self.split: int | None = None
         self._fixed: frozenset[int] | None = None
@@ -48,8 +49,9 @@ class BatchPlan:
         elif not self.auto and dims and all(d.hi >= 0 for d in dims):
             lo, hi = max(max(d.lo, 1) for d in dims), min(d.hi for d in dims)
             self._fixed = frozenset(range(lo, hi + 1))
-        self._ladder = (frozenset(batching.preferred_batch_sizes) or
-                        default_ladder(batching.max_batch_size, cfg.shape_variants))
+        self._ladder = frozenset(batching.preferred_batch_sizes) or default_ladder(
+            batching.max_batch_size, cfg.shape_variants
+        )
 
     def sizes(self, sample: Arrays) -> frozenset[int] | None:
         """The batch sizes a merged batch like ``sample`` may run at; None: any size."""
@@ -59,8 +61,9 @@ class BatchPlan:
         sizes = set(self._ladder)
         for key in self._variants.keys():
             batch = {dims[self._rules[n].batch_index] for n, dims in key if n in want}
-            if len(batch) == 1 and all(_same_but_batch(want[n], dims, self._rules[n].batch_index)
-                                       for n, dims in key if n in want):
+            if len(batch) == 1 and all(
+                _same_but_batch(want[n], dims, self._rules[n].batch_index) for n, dims in key if n in want
+            ):
                 sizes |= batch
         return frozenset(sizes)
 
@@ -69,16 +72,20 @@ def _same_but_batch(a: tuple[int, ...], b: tuple[int, ...], bi: int) -> bool:
     return len(a) == len(b) and all(x == y for i, (x, y) in enumerate(zip(a, b, strict=True)) if i != bi)
 
 
-def make_batcher(cfg: ModelConfig, rules: dict[str, InputRule], variants: VariantCache[Variant],
-                 run: Callable[[Arrays], Awaitable[Arrays]], metrics: Metrics,
-                 labels: tuple[str, str]) -> tuple[Batcher | None, bool]:
+def make_batcher(
+    cfg: ModelConfig,
+    rules: dict[str, InputRule],
+    variants: VariantCache[Variant],
+    run: Callable[[Arrays], Awaitable[Arrays]],
+    metrics: Metrics,
+    labels: tuple[str, str],
+) -> tuple[Batcher | None, bool]:
     """The batcher of a loaded version (None when it is not batched), and whether requests of any
     batch size are accepted (a fixed batch: the batcher pads and splits)."""
     if cfg.dynamic_batching is None:
         return None, False
     if not rules or any(r.batch_index < 0 for r in rules.values()):
-        log.warning("Model %s version %s has an input without a batch dimension: requests are not batched",
-                    *labels)
+        log.warning("Model %s version %s has an input without a batch dimension: requests are not batched", *labels)
         return None, False
     plan = BatchPlan(cfg, rules, variants)
 
@@ -86,8 +93,17 @@ def make_batcher(cfg: ModelConfig, rules: dict[str, InputRule], variants: Varian
         variant = variants.last_used
         return variant.pool.size if variant is not None else 1
 
-    batcher = Batcher(cfg.name, cfg.dynamic_batching, plan.batch_index, run, sizes=plan.sizes,
-                      concurrency=concurrency, metrics=metrics, labels=labels, split=plan.split)
+    batcher = Batcher(
+        cfg.name,
+        cfg.dynamic_batching,
+        plan.batch_index,
+        run,
+        sizes=plan.sizes,
+        concurrency=concurrency,
+        metrics=metrics,
+        labels=labels,
+        split=plan.split,
+    )
     return batcher, plan.split is not None
 
 

@@ -41,8 +41,7 @@ class InputRule:
         """A request shape reduced to what selects a compiled variant (-1 where the variant is dynamic)."""
         if self.any_rank:
             return shape
-        return tuple(n if (i in self.auto_dims or self.accepted[i].is_static) else -1
-                     for i, n in enumerate(shape))
+        return tuple(n if (i in self.auto_dims or self.accepted[i].is_static) else -1 for i, n in enumerate(shape))
 
     def compile_dims(self, key: tuple[int, ...]) -> Shape:
         """The shape to compile for a variant key."""
@@ -66,8 +65,10 @@ def _per_input(setting: dict[str | None, T] | None, names: dict[str, str], what:
         return {}
     if None in setting:
         if what == "shape" and len(names) > 1:
-            raise VinoserveError(StatusCode.INTERNAL, "Anonymous shape is not allowed for a model with "
-                                 f"{len(names)} inputs: name each input in a JSON shape")
+            raise VinoserveError(
+                StatusCode.INTERNAL,
+                f"Anonymous shape is not allowed for a model with {len(names)} inputs: name each input in a JSON shape",
+            )
         return {real: setting[None] for real in names}
     return {_resolve(names, str(k), what): v for k, v in setting.items()}
 
@@ -79,8 +80,9 @@ def plan_inputs(cfg: ModelConfig, source: SourceModel, mapping: Mapping) -> dict
     ranks = {p.name: len(p.shape) for p in source.inputs}
     for real, lay in layouts.items():
         if len(lay.tensor) != ranks[real]:
-            raise VinoserveError(StatusCode.INTERNAL,
-                                 f"Layout {lay.tensor} does not fit input '{real}' of rank {ranks[real]}")
+            raise VinoserveError(
+                StatusCode.INTERNAL, f"Layout {lay.tensor} does not fit input '{real}' of rank {ranks[real]}"
+            )
     if layouts:
         source.set_layouts({r: (v.tensor, v.model) for r, v in layouts.items()})
     shapes: dict[str, ShapeSetting] = _per_input(cfg.shape, aliases, "shape")
@@ -104,8 +106,7 @@ def plan_inputs(cfg: ModelConfig, source: SourceModel, mapping: Mapping) -> dict
         elif batch is not None:
             if bi < 0:
                 if batch.auto:
-                    raise VinoserveError(StatusCode.INTERNAL,
-                                         "Batching set to AUTO but model contains scalar tensor")
+                    raise VinoserveError(StatusCode.INTERNAL, "Batching set to AUTO but model contains scalar tensor")
                 continue
             if batch.auto:
                 auto[p.name] = frozenset({bi})
@@ -117,9 +118,13 @@ def plan_inputs(cfg: ModelConfig, source: SourceModel, mapping: Mapping) -> dict
     for p in source.inputs:
         s = shapes.get(p.name)
         rules[p.name] = InputRule(
-            p.name, aliases[p.name], p.precision,
+            p.name,
+            aliases[p.name],
+            p.precision,
             layouts[p.name].tensor if p.name in layouts else "",
-            batch_index[p.name], p.shape, auto.get(p.name, frozenset()),
+            batch_index[p.name],
+            p.shape,
+            auto.get(p.name, frozenset()),
             any_rank=bool(s is not None and s.auto),
         )
     return rules
@@ -139,8 +144,12 @@ def _actual_precision(arr: np.ndarray) -> str:
         return str(arr.dtype)
 
 
-def check_request(inputs: dict[str, np.ndarray], rules: dict[str, InputRule],
-                  current: Callable[[], dict[str, Shape]], any_batch: bool = False) -> dict[str, np.ndarray]:
+def check_request(
+    inputs: dict[str, np.ndarray],
+    rules: dict[str, InputRule],
+    current: Callable[[], dict[str, Shape]],
+    any_batch: bool = False,
+) -> dict[str, np.ndarray]:
     """Validate and return the arrays keyed by real input name; raise the first SPEC error found.
 
     ``current``: the shapes the model now shows (for error texts only, so asked for only on error).
@@ -157,24 +166,30 @@ def check_request(inputs: dict[str, np.ndarray], rules: dict[str, InputRule],
     for rule in rules.values():
         arr = real[rule.name]
         if not _precision_ok(rule, arr):
-            raise VinoserveError(StatusCode.INVALID_PRECISION, f"Expected: {rule.precision.name}; "
-                                 f"Actual: {_actual_precision(arr)}; input name: {rule.alias}")
+            raise VinoserveError(
+                StatusCode.INVALID_PRECISION,
+                f"Expected: {rule.precision.name}; Actual: {_actual_precision(arr)}; input name: {rule.alias}",
+            )
         if rule.any_rank:
             continue
         if arr.ndim != len(rule.accepted):
             raise _shape_error(StatusCode.INVALID_RANK, rule, arr, current)
         bi = rule.batch_index
         if bi >= 0 and bi not in rule.auto_dims and not any_batch and not rule.accepted[bi].accepts(arr.shape[bi]):
-            raise VinoserveError(StatusCode.INVALID_BATCH, f"Expected: {rule.accepted[bi]}; "
-                                 f"Actual: {arr.shape[bi]}; input name: {rule.alias}")
+            raise VinoserveError(
+                StatusCode.INVALID_BATCH,
+                f"Expected: {rule.accepted[bi]}; Actual: {arr.shape[bi]}; input name: {rule.alias}",
+            )
         for i, n in enumerate(arr.shape):
             if i != bi and i not in rule.auto_dims and not rule.accepted[i].accepts(n):
                 raise _shape_error(StatusCode.INVALID_SHAPE, rule, arr, current)
     return real
 
 
-def _shape_error(code: StatusCode, rule: InputRule, arr: np.ndarray,
-                 current: Callable[[], dict[str, Shape]]) -> VinoserveError:
+def _shape_error(
+    code: StatusCode, rule: InputRule, arr: np.ndarray, current: Callable[[], dict[str, Shape]]
+) -> VinoserveError:
     shown = current().get(rule.name, rule.accepted)
-    return VinoserveError(code, f"Expected: {format_shape(shown)}; Actual: {format_shape(arr.shape)}; "
-                                f"input name: {rule.alias}")
+    return VinoserveError(
+        code, f"Expected: {format_shape(shown)}; Actual: {format_shape(arr.shape)}; input name: {rule.alias}"
+    )

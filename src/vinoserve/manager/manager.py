@@ -44,8 +44,14 @@ class ModelManager:
     what changed in it; ``shape_variants`` is the default for entries that do not set their own.
     """
 
-    def __init__(self, configs: tuple[ModelConfig, ...], runtime: Runtime, metrics: Metrics,
-                 config_path: Path | None = None, shape_variants: int = 4) -> None:
+    def __init__(
+        self,
+        configs: tuple[ModelConfig, ...],
+        runtime: Runtime,
+        metrics: Metrics,
+        config_path: Path | None = None,
+        shape_variants: int = 4,
+    ) -> None:
         self.runtime = runtime
         self.metrics = metrics
         self.models: dict[str, Model] = {}
@@ -149,6 +155,7 @@ class ModelManager:
 
     async def stop(self) -> None:
         """Retire every version (in-flight requests finish first) and stop the compile threads."""
-        await asyncio.gather(*(v.retire() for m in self.models.values() for v in m.versions.values()
-                               if v.state < VersionState.UNLOADING))
+        await asyncio.gather(
+            *(v.retire() for m in self.models.values() for v in m.versions.values() if v.state < VersionState.UNLOADING)
+        )
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -79,8 +79,9 @@ class Model:
         live = self._live()
         new = sorted(wanted - set(live))
         gone = sorted(set(live) - wanted)
-        retry = sorted(n for n in wanted & set(live)
-                       if live[n].failed and live[n].fingerprint != fingerprint(live[n].path))
+        retry = sorted(
+            n for n in wanted & set(live) if live[n].failed and live[n].fingerprint != fingerprint(live[n].path)
+        )
         for n in new:  # listed at once, LOADING while it loads (as OVMS shows it)
             self.versions[n] = make(cfg, n)
         # a failed version keeps its error in status until the new attempt is done
@@ -88,14 +89,16 @@ class Model:
         for n in retry:
             log.info("Model %s version %s changed on disk: loading it again", cfg.name, n)
         carried = self._served_most(cfg.shape_variants)
-        await asyncio.gather(*(self.versions[n].load(carried) for n in new),
-                             *(v.load(carried) for v in fresh.values()))
+        await asyncio.gather(*(self.versions[n].load(carried) for n in new), *(v.load(carried) for v in fresh.values()))
         self.versions.update(fresh)
         if any(self.versions[n].failed for n in wanted):
             kept = [n for n in gone if n in on_disk]
             if kept and (new or retry):
-                log.warning("Model %s: keeping version(s) %s while a newer version fails to load",
-                            cfg.name, ", ".join(map(str, kept)))
+                log.warning(
+                    "Model %s: keeping version(s) %s while a newer version fails to load",
+                    cfg.name,
+                    ", ".join(map(str, kept)),
+                )
             gone = [n for n in gone if n not in kept]
         await self._retire([live[n] for n in gone])
         return bool(new or gone or retry)

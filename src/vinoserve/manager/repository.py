@@ -87,7 +87,7 @@ def read_mapping(version_dir: Path) -> Mapping:
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"Invalid mapping_config.json: {exc}") from None
     if not isinstance(obj, dict) or not set(obj) <= {"inputs", "outputs"}:
-        raise ValueError("Invalid mapping_config.json: expected {\"inputs\":{...},\"outputs\":{...}}")
+        raise ValueError('Invalid mapping_config.json: expected {"inputs":{...},"outputs":{...}}')
     ins, outs = obj.get("inputs", {}), obj.get("outputs", {})
     if not isinstance(ins, dict) or not isinstance(outs, dict):
         raise ValueError("Invalid mapping_config.json: inputs and outputs must be objects")

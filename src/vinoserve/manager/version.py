@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 class ModelVersion:
     """A version of a model; ``state`` follows SPEC §2."""
 
-    def __init__(self, config: ModelConfig, version: int, runtime: Runtime, metrics: Metrics,
-                 executor: Executor) -> None:
+    def __init__(
+        self, config: ModelConfig, version: int, runtime: Runtime, metrics: Metrics, executor: Executor
+    ) -> None:
         self.config = config
         self.name = config.name
         self.version = version
@@ -48,7 +49,8 @@ class ModelVersion:
         self._source: SourceModel | None = None
         # shapes fixed at load: one pinned variant; ``auto``: shape variants compiled on request
         self._variants: VariantCache[Variant] = VariantCache(
-            config.shape_variants, self._compile_key, executor, metrics, self._labels, pinned=not config.is_auto)
+            config.shape_variants, self._compile_key, executor, metrics, self._labels, pinned=not config.is_auto
+        )
         self._admission = Admission(f"model {self.name} version {version}")
         self._rules: dict[str, InputRule] = {}  # by real input name
         self._mapping = Mapping({}, {})
@@ -86,8 +88,9 @@ class ModelVersion:
             await self._warm_up(carried)
             if self.state != VersionState.LOADING:
                 return
-            self._batcher, self._any_batch = make_batcher(self.config, self._rules, self._variants,
-                                                          self._infer, self._metrics, self._labels)
+            self._batcher, self._any_batch = make_batcher(
+                self.config, self._rules, self._variants, self._infer, self._metrics, self._labels
+            )
             self.state = VersionState.AVAILABLE
             log.info("Model %s version %s is AVAILABLE", self.name, self.version)
             return
@@ -108,8 +111,9 @@ class ModelVersion:
         if self._variants.pinned:
             self._variants.pin(self._compile(None))
         elif all(d.is_static for s in shapes.values() for d in s):  # auto, and the model's own shape is one
-            self._variants.put(tuple(sorted((n, tuple(d.lo for d in s)) for n, s in shapes.items())),
-                               self._compile(None))
+            self._variants.put(
+                tuple(sorted((n, tuple(d.lo for d in s)) for n, s in shapes.items())), self._compile(None)
+            )
 
     def _compile(self, shapes: dict[str, Shape] | None) -> Variant:
         """Compile the source as it is (None) or reshaped; blocking."""
@@ -127,8 +131,14 @@ class ModelVersion:
         compile lands in a cache already cleared); the remaining steps are skipped.
         """
         who = f"Model {self.name} version {self.version}"
-        todo = plan(self._rules, self.config.warmup_batch_sizes, carried, auto=not self._variants.pinned,
-                    capacity=self._variants.capacity, who=who)
+        todo = plan(
+            self._rules,
+            self.config.warmup_batch_sizes,
+            carried,
+            auto=not self._variants.pinned,
+            capacity=self._variants.capacity,
+            who=who,
+        )
         if not todo:
             return
         start = time.perf_counter()
@@ -183,20 +193,21 @@ class ModelVersion:
         """Inputs and outputs of the variant most recently used (client-visible names)."""
         ins, outs = self._ports()
         return ModelMetadata(
-            self.name, self.version,
-            tuple(TensorSpec(self._mapping.inputs.get(p.name, p.name), p.precision,
-                             p.shape, self._rules[p.name].layout) for p in ins),
+            self.name,
+            self.version,
+            tuple(
+                TensorSpec(self._mapping.inputs.get(p.name, p.name), p.precision, p.shape, self._rules[p.name].layout)
+                for p in ins
+            ),
             tuple(TensorSpec(self._mapping.outputs.get(p.name, p.name), p.precision, p.shape) for p in outs),
         )
 
-    async def infer(self, inputs: dict[str, np.ndarray],
-                    requested: list[str] | None = None) -> dict[str, np.ndarray]:
+    async def infer(self, inputs: dict[str, np.ndarray], requested: list[str] | None = None) -> dict[str, np.ndarray]:
         """Validate, pick (or compile) the variant, run, and name the outputs for the client."""
         # From here to admission there is no await: retire() cannot slip in between, and the manager
         # hands out a version and the caller enters this method in one step of the loop.
         if self.state != VersionState.AVAILABLE:
-            code = StatusCode.VERSION_RETIRED if self.state >= VersionState.UNLOADING else \
-                StatusCode.VERSION_NOT_LOADED
+            code = StatusCode.VERSION_RETIRED if self.state >= VersionState.UNLOADING else StatusCode.VERSION_NOT_LOADED
             raise VinoserveError(code)
         with self._admission:
             real = check_request(inputs, self._rules, self._current_shapes, self._any_batch)
@@ -216,8 +227,11 @@ class ModelVersion:
         return named
 
     async def _run(self, real: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if any(a.shape and a.shape[self._rules[n].batch_index] == 0 for n, a in real.items()
-               if self._rules[n].batch_index < a.ndim):
+        if any(
+            a.shape and a.shape[self._rules[n].batch_index] == 0
+            for n, a in real.items()
+            if self._rules[n].batch_index < a.ndim
+        ):
             return self._empty_outputs()
         if self._batcher is not None and batch_rows(self._rules, real):
             return await self._batcher.submit(real)

@@ -30,8 +30,15 @@ log = logging.getLogger(__name__)
 Shapes = dict[str, tuple[int, ...]]
 
 
-def plan(rules: dict[str, InputRule], sizes: Sequence[int], carried: Sequence[VariantKey], *,
-         auto: bool, capacity: int, who: str) -> list[Shapes]:
+def plan(
+    rules: dict[str, InputRule],
+    sizes: Sequence[int],
+    carried: Sequence[VariantKey],
+    *,
+    auto: bool,
+    capacity: int,
+    who: str,
+) -> list[Shapes]:
     """The shapes to warm, in order, without repeats; ``who`` names the version in logs."""
     if not sizes and not carried:
         return []
@@ -39,8 +46,13 @@ def plan(rules: dict[str, InputRule], sizes: Sequence[int], carried: Sequence[Va
         return [{n: tuple(d.lo for d in r.accepted) for n, r in rules.items()}]  # the one compiled shape
     configured = [s for s in (_with_batch(rules, n, who) for n in sizes) if s is not None]
     if auto and len(configured) > capacity:
-        log.warning("%s: %d warm-up batch sizes but %d shape variants: warming the first %d only",
-                    who, len(configured), capacity, capacity)
+        log.warning(
+            "%s: %d warm-up batch sizes but %d shape variants: warming the first %d only",
+            who,
+            len(configured),
+            capacity,
+            capacity,
+        )
     out: list[Shapes] = []
     for shapes in (*configured, *(s for s in (_from_key(rules, k) for k in carried) if s is not None)):
         if shapes not in out:
@@ -58,8 +70,9 @@ def _with_batch(rules: dict[str, InputRule], size: int, who: str) -> Shapes | No
             elif d.is_static:
                 dims.append(d.lo)
             else:
-                log.warning("%s: no warm-up at batch size %d: input %s has the non-batch dimension %s",
-                            who, size, rule.alias, d)
+                log.warning(
+                    "%s: no warm-up at batch size %d: input %s has the non-batch dimension %s", who, size, rule.alias, d
+                )
                 return None
         out[name] = tuple(dims)
     return out

@@ -73,7 +73,7 @@ def decode_bytes(buf: bytes | memoryview, count: int, name: str) -> np.ndarray:
                 StatusCode.INVALID_CONTENT_SIZE,
                 f"BYTES element {len(items)} declares {n} bytes but {end - pos} remain; input name: {name}",
             )
-        items.append(bytes(view[pos:pos + n]))
+        items.append(bytes(view[pos : pos + n]))
         pos += n
     if pos != end:
         raise VinoserveError(
@@ -158,13 +158,17 @@ def shm_ref(params: Mapping[str, Any], what: str) -> ShmRef | None:
     region = params.get(SHM_REGION)
     if region is None:
         if SHM_BYTE_SIZE in params or SHM_OFFSET in params:
-            raise VinoserveError(StatusCode.INVALID_ARGUMENT, f"{what} gives a shared memory size or offset "
-                                 f"but no {SHM_REGION}")
+            raise VinoserveError(
+                StatusCode.INVALID_ARGUMENT, f"{what} gives a shared memory size or offset but no {SHM_REGION}"
+            )
         return None
     size, offset = params.get(SHM_BYTE_SIZE), params.get(SHM_OFFSET, 0)
     if type(region) is not str or type(size) is not int or type(offset) is not int or size < 0 or offset < 0:
-        raise VinoserveError(StatusCode.INVALID_ARGUMENT, f"{what} needs {SHM_REGION} (a string), "
-                             f"{SHM_BYTE_SIZE} and optionally {SHM_OFFSET} (non-negative integers)")
+        raise VinoserveError(
+            StatusCode.INVALID_ARGUMENT,
+            f"{what} needs {SHM_REGION} (a string), "
+            f"{SHM_BYTE_SIZE} and optionally {SHM_OFFSET} (non-negative integers)",
+        )
     return ShmRef(region, size, offset)
 
 

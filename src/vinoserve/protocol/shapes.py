@@ -56,6 +56,4 @@ def content_size_error(expected: int, actual: int, name: str) -> VinoserveError:
 
 def value_count_error(expected: int, actual: int, name: str) -> VinoserveError:
     """``Invalid number of values in tensor proto container``: ``actual`` values for ``expected`` elements."""
-    return VinoserveError(
-        StatusCode.INVALID_VALUE_COUNT, f"Expected: {expected}; Actual: {actual}; input name: {name}"
-    )
+    return VinoserveError(StatusCode.INVALID_VALUE_COUNT, f"Expected: {expected}; Actual: {actual}; input name: {name}")

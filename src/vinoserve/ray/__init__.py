@@ -11,9 +11,12 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "app_builder": "vinoserve.ray.deployment", "VinoserveDeployment": "vinoserve.ray.deployment",
-    "MAX_ONGOING_REQUESTS": "vinoserve.ray.deployment", "GRPC_SERVICER_FUNCTIONS": "vinoserve.ray.grpc_ingress",
-    "NODE_METADATA": "vinoserve.ray.grpc_ingress", "NODE_HEADER": "vinoserve.ray.http_ingress",
+    "app_builder": "vinoserve.ray.deployment",
+    "VinoserveDeployment": "vinoserve.ray.deployment",
+    "MAX_ONGOING_REQUESTS": "vinoserve.ray.deployment",
+    "GRPC_SERVICER_FUNCTIONS": "vinoserve.ray.grpc_ingress",
+    "NODE_METADATA": "vinoserve.ray.grpc_ingress",
+    "NODE_HEADER": "vinoserve.ray.http_ingress",
 }
 __all__ = sorted(_LAZY)
 

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 # Requests one replica takes at once: enough for its scheduler to fill batches (Ray's default is 5).
 MAX_ONGOING_REQUESTS = 64
+
+
 class Vinoserve:
     """A replica: KServe v2 and TF Serving over HTTP (``__call__``) and gRPC (the methods named as the RPCs)."""
 

@@ -84,8 +84,10 @@ class GrpcIngress:
             if size > self._limit:
                 # Ray's proxy admits messages up to 2 GiB; refuse with the text of the standalone
                 # server's limit, which gRPC core itself writes.
-                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                    f"SERVER: Received message larger than max ({size} vs. {self._limit})")
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"SERVER: Received message larger than max ({size} vs. {self._limit})",
+                )
             return await self._methods[method](request, cast("grpc.aio.ServicerContext[Any, Any]", context))
         except _Aborted:
             return empty_pb2.Empty()

@@ -59,14 +59,17 @@ async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refused before reading when its declared size is over ``limit``, or once it grows past it."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise VinoserveError(StatusCode.REQUEST_TOO_LARGE,
-                             f"body of {declared} bytes is over --max_request_mb {limit / 2**20:g} ({limit} bytes)")
+        raise VinoserveError(
+            StatusCode.REQUEST_TOO_LARGE,
+            f"body of {declared} bytes is over --max_request_mb {limit / 2**20:g} ({limit} bytes)",
+        )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise VinoserveError(StatusCode.REQUEST_TOO_LARGE,
-                                 f"chunked body is over --max_request_mb {limit / 2**20:g} ({limit} bytes)")
+            raise VinoserveError(
+                StatusCode.REQUEST_TOO_LARGE, f"chunked body is over --max_request_mb {limit / 2**20:g} ({limit} bytes)"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 

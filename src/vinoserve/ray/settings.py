@@ -11,8 +11,15 @@ from vinoserve.config import ServerSettings
 from vinoserve.errors import StartupError
 
 # Flags that belong to Ray Serve's proxies, not to a replica.
-_PROXY_FLAGS = ("--port", "--rest_port", "--grpc_bind_address", "--rest_bind_address",
-                "--tls_cert", "--tls_key", "--tls_client_ca")
+_PROXY_FLAGS = (
+    "--port",
+    "--rest_port",
+    "--grpc_bind_address",
+    "--rest_bind_address",
+    "--tls_cert",
+    "--tls_key",
+    "--tls_client_ca",
+)
 
 
 def flags_from_args(args: Mapping[str, Any] | Sequence[str]) -> list[str]:
@@ -35,8 +42,10 @@ def replica_settings(argv: Sequence[str]) -> ServerSettings:
     """
     for arg in argv:
         if arg.split("=", 1)[0] in _PROXY_FLAGS:
-            raise StartupError(f"{arg.split('=', 1)[0]} is not used under Ray Serve: its proxies own the ports "
-                               "(set http_options and grpc_options in the Serve config)")
+            raise StartupError(
+                f"{arg.split('=', 1)[0]} is not used under Ray Serve: its proxies own the ports "
+                "(set http_options and grpc_options in the Serve config)"
+            )
     # The placeholder ports only satisfy the standalone checks; nothing is bound.
     settings = build_settings([*argv, "--port", "1", "--rest_port", "2"])
     return dataclasses.replace(settings, port=0, rest_port=0)

@@ -27,8 +27,19 @@ from .errortext import client_text
 log = logging.getLogger(__name__)
 
 _OV_TO_PRECISION = {
-    "f32": "FP32", "f16": "FP16", "bf16": "BF16", "f64": "FP64", "i8": "I8", "u8": "U8", "i16": "I16",
-    "u16": "U16", "i32": "I32", "u32": "U32", "i64": "I64", "u64": "U64", "boolean": "BOOL",
+    "f32": "FP32",
+    "f16": "FP16",
+    "bf16": "BF16",
+    "f64": "FP64",
+    "i8": "I8",
+    "u8": "U8",
+    "i16": "I16",
+    "u16": "U16",
+    "i32": "I32",
+    "u32": "U32",
+    "i64": "I64",
+    "u64": "U64",
+    "boolean": "BOOL",
     "string": "STRING",
 }
 _PRECISION_TO_OV = {v: getattr(ov.Type, k) for k, v in _OV_TO_PRECISION.items()}
@@ -72,8 +83,10 @@ def _dims(ps: ov.PartialShape) -> Shape:
 
 def _partial(shape: Shape) -> ov.PartialShape:
     return ov.PartialShape(
-        [ov.Dimension(d.lo) if d.is_static else ov.Dimension(-1) if d.hi == -1 else ov.Dimension(d.lo, d.hi)
-         for d in shape]
+        [
+            ov.Dimension(d.lo) if d.is_static else ov.Dimension(-1) if d.hi == -1 else ov.Dimension(d.lo, d.hi)
+            for d in shape
+        ]
     )
 
 
@@ -84,8 +97,7 @@ def _translate(exc: Exception, code: StatusCode, what: str, fallback: str) -> Vi
 
 
 def _ports(outputs: list[ov.Output]) -> list[Port]:
-    return [Port(o.get_any_name(), _precision(o.get_element_type()), _dims(o.get_partial_shape()))
-            for o in outputs]
+    return [Port(o.get_any_name(), _precision(o.get_element_type()), _dims(o.get_partial_shape())) for o in outputs]
 
 
 class Runtime:
@@ -103,8 +115,9 @@ class Runtime:
             model = self.core.read_model(str(path))
         except Exception as exc:
             # only the file's name: the repository's absolute path is not the client's business
-            raise _translate(exc, StatusCode.INTERNAL, f"Cannot read model file {path.name}",
-                             "unsupported format or corrupt file") from exc
+            raise _translate(
+                exc, StatusCode.INTERNAL, f"Cannot read model file {path.name}", "unsupported format or corrupt file"
+            ) from exc
         return SourceModel(self, model)
 
 
@@ -142,11 +155,16 @@ class SourceModel:
         try:
             self.model.reshape({n: _partial(s) for n, s in shapes.items()})
         except Exception as exc:
-            raise _translate(exc, StatusCode.RESHAPE_ERROR, f"Cannot reshape to {_describe(shapes)}",
-                             "the model cannot take this shape") from exc
+            raise _translate(
+                exc,
+                StatusCode.RESHAPE_ERROR,
+                f"Cannot reshape to {_describe(shapes)}",
+                "the model cannot take this shape",
+            ) from exc
 
-    def compile(self, shapes: ShapeMap | None, device: str, config: Mapping[str, object],
-                nireq: int) -> CompiledVariant:
+    def compile(
+        self, shapes: ShapeMap | None, device: str, config: Mapping[str, object], nireq: int
+    ) -> CompiledVariant:
         """Clone, reshape to ``shapes`` (if given) and compile; blocking, run it off the event loop."""
         hook = self.runtime.before_compile
         if hook is not None and shapes is not None:
@@ -157,8 +175,12 @@ class SourceModel:
             try:
                 model.reshape({n: _partial(s) for n, s in shapes.items()})
             except Exception as exc:
-                raise _translate(exc, StatusCode.RESHAPE_ERROR, f"Cannot reshape to {_describe(shapes)}",
-                                 "the model cannot take this shape") from exc
+                raise _translate(
+                    exc,
+                    StatusCode.RESHAPE_ERROR,
+                    f"Cannot reshape to {_describe(shapes)}",
+                    "the model cannot take this shape",
+                ) from exc
         try:
             compiled = self.runtime.core.compile_model(model, device, dict(config))
         except Exception as exc:

@@ -36,13 +36,13 @@ class Admission:
     def __enter__(self) -> None:
         """Admit one request, or raise OVERLOADED when ``limit`` are in progress already."""
         if self._in_progress >= self.limit:
-            raise VinoserveError(StatusCode.OVERLOADED,
-                                 f"more than {self.limit} requests in progress for {self.what}")
+            raise VinoserveError(StatusCode.OVERLOADED, f"more than {self.limit} requests in progress for {self.what}")
         self._in_progress += 1
         self._idle.clear()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._in_progress -= 1
         if self._in_progress == 0:
             self._idle.set()

@@ -68,11 +68,19 @@ class _Part:
 class Batcher:
     """Merges concurrent requests to one model version (see the module's docstring)."""
 
-    def __init__(self, model: str, config: DynamicBatching, batch_index: Mapping[str, int],
-                 run: Callable[[Arrays], Awaitable[Arrays]], *,
-                 sizes: Callable[[Arrays], frozenset[int] | None],
-                 concurrency: Callable[[], int], metrics: Metrics, labels: tuple[str, str],
-                 split: int | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        config: DynamicBatching,
+        batch_index: Mapping[str, int],
+        run: Callable[[Arrays], Awaitable[Arrays]],
+        *,
+        sizes: Callable[[Arrays], frozenset[int] | None],
+        concurrency: Callable[[], int],
+        metrics: Metrics,
+        labels: tuple[str, str],
+        split: int | None = None,
+    ) -> None:
         self.model = model
         self.config = config
         self.max_rows = config.max_batch_size if split is None else min(split, config.max_batch_size)
@@ -113,8 +121,10 @@ class Batcher:
             await self._run_batch(parts, self._target(parts[:1])[1], inline=True)
             return parts[0].future.result()
         if len(self._queue) + len(parts) > self.config.max_queue_size:
-            raise VinoserveError(StatusCode.BATCH_QUEUE_FULL, f"batching queue of model {self.model} is full "
-                                 f"({self.config.max_queue_size})")
+            raise VinoserveError(
+                StatusCode.BATCH_QUEUE_FULL,
+                f"batching queue of model {self.model} is full ({self.config.max_queue_size})",
+            )
         self._queue.extend(parts)
         self._pump()
         try:
@@ -208,8 +218,9 @@ class Batcher:
                 if exc.code != StatusCode.RESHAPE_ERROR or (len(parts) == 1 and target == rows):
                     raise
                 # the model cannot take this merged size (auto): never again, and each request alone
-                log.warning("Model %s version %s cannot run a batch of %d: no longer used for merging",
-                            *self._labels, target)
+                log.warning(
+                    "Model %s version %s cannot run a batch of %d: no longer used for merging", *self._labels, target
+                )
                 self._refused.add(target)
                 await self._one_by_one(parts)
                 return
@@ -264,14 +275,16 @@ class Batcher:
                 parts[0].future.set_result(outs)
             return True
         if any(a.ndim == 0 or a.shape[0] != target for a in outs.values()):
-            log.warning("Model %s version %s: outputs do not have one row per batch row; requests are no "
-                        "longer merged", *self._labels)
+            log.warning(
+                "Model %s version %s: outputs do not have one row per batch row; requests are no longer merged",
+                *self._labels,
+            )
             self._merging = False
             return False
         offset = 0
         for p in parts:
             if not p.future.done():
-                p.future.set_result({n: a[offset:offset + p.rows] for n, a in outs.items()})
+                p.future.set_result({n: a[offset : offset + p.rows] for n, a in outs.items()})
             offset += p.rows
         return True
 
@@ -282,8 +295,12 @@ class Batcher:
 
     def _group(self, inputs: Arrays) -> Group:
         """What requests must share to be merged: every input's non-batch shape and dtype."""
-        return tuple(sorted((n, a.shape[:self._batch_index[n]] + a.shape[self._batch_index[n] + 1:], a.dtype.str)
-                            for n, a in inputs.items()))
+        return tuple(
+            sorted(
+                (n, a.shape[: self._batch_index[n]] + a.shape[self._batch_index[n] + 1 :], a.dtype.str)
+                for n, a in inputs.items()
+            )
+        )
 
     def _cut(self, inputs: Arrays, rows: int) -> list[tuple[Arrays, int]]:
         """A request of more rows than a fixed batch, as pieces of at most ``split`` rows."""
@@ -291,8 +308,15 @@ class Batcher:
         pieces = []
         for start in range(0, rows, self._split):
             n = min(self._split, rows - start)
-            pieces.append(({name: np.take(a, range(start, start + n), axis=self._batch_index[name])
-                            for name, a in inputs.items()}, n))
+            pieces.append(
+                (
+                    {
+                        name: np.take(a, range(start, start + n), axis=self._batch_index[name])
+                        for name, a in inputs.items()
+                    },
+                    n,
+                )
+            )
         return pieces
 
 

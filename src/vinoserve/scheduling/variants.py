@@ -76,8 +76,16 @@ class VariantCache(Generic[V]):
     With ``pinned`` the cache serves the one variant given to :meth:`pin`, for every key.
     """
 
-    def __init__(self, capacity: int, compile: Callable[[VariantKey], V], executor: Executor,
-                 metrics: Metrics, labels: tuple[str, str], *, pinned: bool = False) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        compile: Callable[[VariantKey], V],
+        executor: Executor,
+        metrics: Metrics,
+        labels: tuple[str, str],
+        *,
+        pinned: bool = False,
+    ) -> None:
         self.capacity = max(1, capacity)
         self.pinned = pinned
         self._compile = compile
@@ -202,8 +210,7 @@ class VariantCache(Generic[V]):
         took = time.perf_counter() - start
         self._metrics.reshapes.labels(name, version, cause.split(" ")[0]).inc()
         self._metrics.reshape_time.labels(*self._labels).observe(took)
-        log.info("Reshaped model %s version %s to %s in %.3f s (cause: %s)", name, version, describe(key),
-                 took, cause)
+        log.info("Reshaped model %s version %s to %s in %.3f s (cause: %s)", name, version, describe(key), took, cause)
         entry = _Entry(variant)
         self._ready[key] = entry
         self._pending.pop(key, None)
@@ -243,8 +250,9 @@ class Held(Generic[V]):
 
     __slots__ = ("_cache", "_key", "_cause", "_warmup", "_entry")
 
-    def __init__(self, cache: VariantCache[V], key: Callable[[], VariantKey], cause: Callable[[], str],
-                 warmup: bool) -> None:
+    def __init__(
+        self, cache: VariantCache[V], key: Callable[[], VariantKey], cause: Callable[[], str], warmup: bool
+    ) -> None:
         self._cache = cache
         self._key = key
         self._cause = cause
@@ -255,8 +263,9 @@ class Held(Generic[V]):
         self._entry = await self._cache._enter(self._key, self._cause, self._warmup)
         return self._entry.variant
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._entry is not None:
             self._cache._leave(self._entry)
             self._entry = None

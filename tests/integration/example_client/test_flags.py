@@ -20,13 +20,16 @@ def test_wrong_output_name_lists_outputs_and_exits_1(quad: RunningServer, data: 
     assert "Iteration 1" not in res.stdout and "Traceback" not in res.stderr
 
 
-@pytest.mark.parametrize("extra, text", [
-    (["--model_name", "nope"], "NOT_FOUND: Model with requested name is not found"),
-    (["--model_version", "2"], "NOT_FOUND: Model with requested version is not found"),
-    (["--input_name", "x"], "INVALID_ARGUMENT"),
-    (["--labels_numpy_path", "/nonexistent.npy"], "cannot load the labels /nonexistent.npy"),
-    (["--tls", "--client_cert", "c.pem"], "a client certificate and a client key go together"),
-])
+@pytest.mark.parametrize(
+    "extra, text",
+    [
+        (["--model_name", "nope"], "NOT_FOUND: Model with requested name is not found"),
+        (["--model_version", "2"], "NOT_FOUND: Model with requested version is not found"),
+        (["--input_name", "x"], "INVALID_ARGUMENT"),
+        (["--labels_numpy_path", "/nonexistent.npy"], "cannot load the labels /nonexistent.npy"),
+        (["--tls", "--client_cert", "c.pem"], "a client certificate and a client key go together"),
+    ],
+)
 def test_failures_are_one_line(quad: RunningServer, data: Path, extra: list[str], text: str) -> None:
     res = run_client(quad.grpc_port, data, *extra)
     assert res.returncode == 1
@@ -45,7 +48,22 @@ def test_console_script_is_installed() -> None:
         pytest.skip("package not installed into this environment's bin directory")
     res = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 0
-    for flag in ["--grpc_address", "--grpc_port", "--images_numpy_path", "--labels_numpy_path", "--input_name",
-                 "--output_name", "--model_name", "--model_version", "--transpose_input", "--transpose_method",
-                 "--iterations", "--batchsize", "--tls", "--server_cert", "--client_cert", "--client_key"]:
+    for flag in [
+        "--grpc_address",
+        "--grpc_port",
+        "--images_numpy_path",
+        "--labels_numpy_path",
+        "--input_name",
+        "--output_name",
+        "--model_name",
+        "--model_version",
+        "--transpose_input",
+        "--transpose_method",
+        "--iterations",
+        "--batchsize",
+        "--tls",
+        "--server_cert",
+        "--client_cert",
+        "--client_key",
+    ]:
         assert flag in res.stdout

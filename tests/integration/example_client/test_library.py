@@ -34,8 +34,16 @@ def test_library_predict_metadata_status(quad: RunningServer) -> None:
 
 def test_library_sends_messages_above_grpc_default_limit(serve: Serve, tmp_path: Path) -> None:
     """A batch of 8 images of 3x224x224 float32 (4.8 MB each way) is more than gRPC's 4 MB default."""
-    server = serve(["--model_name", "aff", "--model_path", str(write_affine(tmp_path / "aff", shape=[8, 3, 224, 224])),
-                    "--plugin_config", F32])
+    server = serve(
+        [
+            "--model_name",
+            "aff",
+            "--model_path",
+            str(write_affine(tmp_path / "aff", shape=[8, 3, 224, 224])),
+            "--plugin_config",
+            F32,
+        ]
+    )
     x = np.random.default_rng(0).random((8, 3, 224, 224), dtype=np.float32)
     with TfsClient(server.grpc_address) as client:
         y = client.predict("aff", {"b": x})["y"]

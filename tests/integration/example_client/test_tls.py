@@ -21,8 +21,19 @@ def serve_tls(serve: Serve, tmp_path: Path, certs: Certs, mutual: bool) -> Runni
 def test_tls_with_server_certificate(serve: Serve, tmp_path: Path, certs: Certs, data: Path) -> None:
     """--tls --server_cert (the CA that signed the server's certificate): 100 %, names from --labels_names."""
     server = serve_tls(serve, tmp_path, certs, mutual=False)
-    res = run_client(server.grpc_port, data, "--tls", "--server_cert", str(certs.ca), "--batchsize", "8",
-                     "--labels_numpy_path", str(data / "lbs.npy"), "--labels_names", str(data / "names.txt"))
+    res = run_client(
+        server.grpc_port,
+        data,
+        "--tls",
+        "--server_cert",
+        str(certs.ca),
+        "--batchsize",
+        "8",
+        "--labels_numpy_path",
+        str(data / "lbs.npy"),
+        "--labels_names",
+        str(data / "names.txt"),
+    )
     assert res.returncode == 0, res.stderr
     results = check_output(res.stdout, 8, 1, 10, str(data / "imgs.npy"))
     assert [n for _, n, _, _ in results] == [NAMES[k] for k in LABELS[:8]]
@@ -33,11 +44,31 @@ def test_mutual_tls(serve: Serve, tmp_path: Path, certs: Certs, data: Path) -> N
     """A server that demands a client certificate takes ours, refuses a client without one or with an
     untrusted one, and keeps serving."""
     server = serve_tls(serve, tmp_path, certs, mutual=True)
-    trusted = ["--tls", "--server_cert", str(certs.ca), "--client_cert", str(certs.client),
-               "--client_key", str(certs.client_key), "--labels_numpy_path", str(data / "lbs.npy")]
-    refused = [run_client(server.grpc_port, data, "--tls", "--server_cert", str(certs.ca)),
-               run_client(server.grpc_port, data, "--tls", "--server_cert", str(certs.ca),
-                          "--client_cert", str(certs.rogue), "--client_key", str(certs.rogue_key))]
+    trusted = [
+        "--tls",
+        "--server_cert",
+        str(certs.ca),
+        "--client_cert",
+        str(certs.client),
+        "--client_key",
+        str(certs.client_key),
+        "--labels_numpy_path",
+        str(data / "lbs.npy"),
+    ]
+    refused = [
+        run_client(server.grpc_port, data, "--tls", "--server_cert", str(certs.ca)),
+        run_client(
+            server.grpc_port,
+            data,
+            "--tls",
+            "--server_cert",
+            str(certs.ca),
+            "--client_cert",
+            str(certs.rogue),
+            "--client_key",
+            str(certs.rogue_key),
+        ),
+    ]
     for res in refused:
         assert res.returncode == 1 and "UNAVAILABLE" in res.stderr and "Traceback" not in res.stderr
     ok = run_client(server.grpc_port, data, *trusted)
@@ -46,8 +77,9 @@ def test_mutual_tls(serve: Serve, tmp_path: Path, certs: Certs, data: Path) -> N
 
 
 @pytest.mark.parametrize("untrusted", [True, False])
-def test_untrusted_or_plain_client_is_refused(serve: Serve, tmp_path: Path, certs: Certs, data: Path,
-                                              untrusted: bool) -> None:
+def test_untrusted_or_plain_client_is_refused(
+    serve: Serve, tmp_path: Path, certs: Certs, data: Path, untrusted: bool
+) -> None:
     """A server certificate the client does not trust, or no TLS at all, fails on one line."""
     server = serve_tls(serve, tmp_path, certs, mutual=False)
     res = run_client(server.grpc_port, data, *(["--tls", "--server_cert", str(certs.rogue_ca)] if untrusted else []))

@@ -41,9 +41,18 @@ PLATFORM = "OpenVINO"
 
 # KServe datatype -> the InferTensorContents field that carries it (FP16/BF16 have none: raw only).
 _CONTENTS_FIELD = {
-    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
-    "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
-    "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
 }
 
 
@@ -78,8 +87,8 @@ def decode_inputs(request: pb.ModelInferRequest, lease: Lease) -> dict[str, np.n
         field = _CONTENTS_FIELD.get(precision.kserve)
         if field is None:
             raise VinoserveError(
-                StatusCode.INVALID_ARGUMENT, f"{precision.kserve} has no typed contents; send it in "
-                f"raw_input_contents; input name: {name}",
+                StatusCode.INVALID_ARGUMENT,
+                f"{precision.kserve} has no typed contents; send it in raw_input_contents; input name: {name}",
             )
         inputs[name] = from_values(getattr(tensor.contents, field), precision, shape, name)
     if len(inputs) != len(request.inputs):
@@ -130,8 +139,9 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Context) -> pb.ModelMetadataResponse:
         """Inputs and outputs as currently compiled; -1 for dynamic dimensions."""
         meta = self.dataplane.model_metadata(request.name, parse_version(request.version))
-        response = pb.ModelMetadataResponse(name=meta.name, platform=PLATFORM,
-                                            versions=[str(v) for v in self.dataplane.available_versions(meta)])
+        response = pb.ModelMetadataResponse(
+            name=meta.name, platform=PLATFORM, versions=[str(v) for v in self.dataplane.available_versions(meta)]
+        )
         for spec in meta.inputs:
             _tensor_metadata(response.inputs.add(), spec)
         for spec in meta.outputs:
@@ -147,12 +157,20 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         """
         with self.dataplane.shm.lease() as lease:
             inputs = decode_inputs(request, lease)
-            result = await self.dataplane.infer(InferRequest(
-                request.model_name, parse_version(request.model_version), inputs,
-                requested_outputs(request, lease), request.id, api="KServe", interface="gRPC",
-            ))
-            response = pb.ModelInferResponse(model_name=result.model_name, model_version=str(result.model_version),
-                                             id=result.id)
+            result = await self.dataplane.infer(
+                InferRequest(
+                    request.model_name,
+                    parse_version(request.model_version),
+                    inputs,
+                    requested_outputs(request, lease),
+                    request.id,
+                    api="KServe",
+                    interface="gRPC",
+                )
+            )
+            response = pb.ModelInferResponse(
+                model_name=result.model_name, model_version=str(result.model_version), id=result.id
+            )
             for name, array in result.outputs.items():
                 response.outputs.add(name=name, datatype=datatype_of(array), shape=array.shape)
                 if name in lease.outputs:
@@ -163,25 +181,31 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         return response
 
     @grpc_errors
-    async def SystemSharedMemoryStatus(self, request: pb.SystemSharedMemoryStatusRequest,
-                                       context: Context) -> pb.SystemSharedMemoryStatusResponse:
+    async def SystemSharedMemoryStatus(
+        self, request: pb.SystemSharedMemoryStatusRequest, context: Context
+    ) -> pb.SystemSharedMemoryStatusResponse:
         """Registered regions: the one named, or all of them."""
         response = pb.SystemSharedMemoryStatusResponse()
         for r in self.dataplane.shm.status(request.name):
-            response.regions[r.name].CopyFrom(pb.SystemSharedMemoryStatusResponse.RegionStatus(
-                name=r.name, key=r.key, offset=r.offset, byte_size=r.byte_size))
+            response.regions[r.name].CopyFrom(
+                pb.SystemSharedMemoryStatusResponse.RegionStatus(
+                    name=r.name, key=r.key, offset=r.offset, byte_size=r.byte_size
+                )
+            )
         return response
 
     @grpc_errors
-    async def SystemSharedMemoryRegister(self, request: pb.SystemSharedMemoryRegisterRequest,
-                                         context: Context) -> pb.SystemSharedMemoryRegisterResponse:
+    async def SystemSharedMemoryRegister(
+        self, request: pb.SystemSharedMemoryRegisterRequest, context: Context
+    ) -> pb.SystemSharedMemoryRegisterResponse:
         """Map a region of a shared-memory object under a name."""
         self.dataplane.shm.register(request.name, request.key, request.offset, request.byte_size)
         return pb.SystemSharedMemoryRegisterResponse()
 
     @grpc_errors
-    async def SystemSharedMemoryUnregister(self, request: pb.SystemSharedMemoryUnregisterRequest,
-                                           context: Context) -> pb.SystemSharedMemoryUnregisterResponse:
+    async def SystemSharedMemoryUnregister(
+        self, request: pb.SystemSharedMemoryUnregisterRequest, context: Context
+    ) -> pb.SystemSharedMemoryUnregisterResponse:
         """Forget one region, or all of them when no name is given."""
         self.dataplane.shm.unregister(request.name)
         return pb.SystemSharedMemoryUnregisterResponse()

@@ -22,8 +22,9 @@ _GRPC_MAX_LIMIT = 2**31 - 1
 
 
 # Health checks keep answering while shutting down: ServerReady says false, ServerLive true.
-_ALWAYS_SERVED = frozenset({"/inference.GRPCInferenceService/ServerLive",
-                            "/inference.GRPCInferenceService/ServerReady"})
+_ALWAYS_SERVED = frozenset(
+    {"/inference.GRPCInferenceService/ServerLive", "/inference.GRPCInferenceService/ServerReady"}
+)
 
 
 class _DrainInterceptor(grpc.aio.ServerInterceptor):
@@ -46,7 +47,8 @@ class _DrainInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or handler.unary_unary is None or method in _ALWAYS_SERVED:
             return handler
         wrapped = self._wrapped[method] = grpc.unary_unary_rpc_method_handler(
-            self._guard(handler.unary_unary), handler.request_deserializer, handler.response_serializer)
+            self._guard(handler.unary_unary), handler.request_deserializer, handler.response_serializer
+        )
         return wrapped
 
     def _guard(self, behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
@@ -76,7 +78,10 @@ def _host_port(address: str, port: int) -> str:
 
 
 async def start_grpc_server(
-    dataplane: DataPlane, address: str, port: int, max_message_bytes: int,
+    dataplane: DataPlane,
+    address: str,
+    port: int,
+    max_message_bytes: int,
     credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Start the TF Serving (and KServe) services on ``address:port``; returns (server, bound port).
@@ -115,5 +120,6 @@ async def start_grpc_server(
 
 def tls_credentials(cert: bytes, key: bytes, client_ca: bytes | None) -> grpc.ServerCredentials:
     """Server credentials; with ``client_ca``, clients must present a certificate signed by it."""
-    return grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca,
-                                       require_client_auth=client_ca is not None)
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )

@@ -62,8 +62,9 @@ def signature_def_map(meta: ModelMetadata) -> get_model_metadata_pb2.SignatureDe
 
 def _version_status(st: VersionStatus) -> get_model_status_pb2.ModelVersionStatus:
     # a failed load carries its error text under UNKNOWN, as TF Serving reports it
-    status = status_pb2.StatusProto(error_code=error_codes_pb2.UNKNOWN if st.error else error_codes_pb2.OK,
-                                    error_message=st.error or "OK")
+    status = status_pb2.StatusProto(
+        error_code=error_codes_pb2.UNKNOWN if st.error else error_codes_pb2.OK, error_message=st.error or "OK"
+    )
     return get_model_status_pb2.ModelVersionStatus(version=st.version, state=st.state.name, status=status)
 
 
@@ -82,9 +83,16 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         """Decode the inputs, run the model, encode the (filtered) outputs."""
         spec, limit = request.model_spec, self.max_request_bytes
         inputs = {name: tensor_to_array(t, name, limit) for name, t in request.inputs.items()}
-        result = await self.dataplane.infer(InferRequest(spec.name, requested_version(spec), inputs,
-                                                         list(request.output_filter) or None, api="TFS",
-                                                         interface="gRPC"))
+        result = await self.dataplane.infer(
+            InferRequest(
+                spec.name,
+                requested_version(spec),
+                inputs,
+                list(request.output_filter) or None,
+                api="TFS",
+                interface="gRPC",
+            )
+        )
         response = predict_pb2.PredictResponse()
         response.model_spec.name = result.model_name
         response.model_spec.version.value = result.model_version
@@ -94,13 +102,15 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     @grpc_errors
-    async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
-                               context: Context) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    async def GetModelMetadata(
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: Context
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         """The ``serving_default`` signature: inputs and outputs with dtype and current shape."""
         fields = list(request.metadata_field)
         if fields != [SIGNATURE_FIELD]:
-            raise VinoserveError(StatusCode.INVALID_ARGUMENT,
-                                 f'metadata_field must be ["{SIGNATURE_FIELD}"], got {fields}')
+            raise VinoserveError(
+                StatusCode.INVALID_ARGUMENT, f'metadata_field must be ["{SIGNATURE_FIELD}"], got {fields}'
+            )
         meta = self.dataplane.model_metadata(request.model_spec.name, requested_version(request.model_spec))
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name = meta.name
@@ -116,23 +126,27 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         self.dataplane = dataplane
 
     @grpc_errors
-    async def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
-                             context: Context) -> get_model_status_pb2.GetModelStatusResponse:
+    async def GetModelStatus(
+        self, request: get_model_status_pb2.GetModelStatusRequest, context: Context
+    ) -> get_model_status_pb2.GetModelStatusResponse:
         """State of the requested version, or of every version when none is given."""
         statuses = self.dataplane.model_status(request.model_spec.name, requested_version(request.model_spec))
         return get_model_status_pb2.GetModelStatusResponse(model_version_status=map(_version_status, statuses))
 
     @grpc_errors
-    async def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest,
-                                        context: Context) -> model_management_pb2.ReloadConfigResponse:
+    async def HandleReloadConfigRequest(
+        self, request: model_management_pb2.ReloadConfigRequest, context: Context
+    ) -> model_management_pb2.ReloadConfigResponse:
         """Not offered over gRPC: the config file (and ``POST /v1/config/reload``) drive reloads."""
-        raise VinoserveError(StatusCode.UNIMPLEMENTED,
-                             "HandleReloadConfigRequest; edit the config file or POST /v1/config/reload")
+        raise VinoserveError(
+            StatusCode.UNIMPLEMENTED, "HandleReloadConfigRequest; edit the config file or POST /v1/config/reload"
+        )
 
 
 def add_tfs_servicers(dataplane: DataPlane, server: grpc.aio.Server, max_request_bytes: int) -> None:
     """Register both TF Serving services on ``server``; unparseable requests get ``Invalid message``."""
     registry = GuardedRegistry(server)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(dataplane, max_request_bytes), registry)
+        PredictionServicer(dataplane, max_request_bytes), registry
+    )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(dataplane), registry)

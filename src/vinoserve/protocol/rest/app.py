@@ -36,9 +36,7 @@ _POLL_S = 0.05
 def _too_large(limit: int, size: int | None) -> VinoserveError:
     mb = limit / (1024 * 1024)
     body = f"body of {size} bytes" if size is not None else "chunked body"
-    return VinoserveError(
-        StatusCode.REQUEST_TOO_LARGE, f"{body} is over --max_request_mb {mb:g} ({limit} bytes)"
-    )
+    return VinoserveError(StatusCode.REQUEST_TOO_LARGE, f"{body} is over --max_request_mb {mb:g} ({limit} bytes)")
 
 
 def _error_middleware(limit: int) -> Middleware:
@@ -97,8 +95,10 @@ def _metrics_route(dataplane: DataPlane) -> Handler:
 
 def build_app(dataplane: DataPlane, max_request_bytes: int, metrics_enable: bool) -> web.Application:
     """The aiohttp application with every route; bodies above ``max_request_bytes`` get 413."""
-    app = web.Application(client_max_size=max_request_bytes,
-                          middlewares=[_drain_middleware(dataplane.drain), _error_middleware(max_request_bytes)])
+    app = web.Application(
+        client_max_size=max_request_bytes,
+        middlewares=[_drain_middleware(dataplane.drain), _error_middleware(max_request_bytes)],
+    )
     tfs.add_routes(app.router, dataplane)
     kserve.add_routes(app.router, dataplane)
     if metrics_enable:
@@ -157,7 +157,11 @@ class RestServer:
 
 
 async def start_rest_server(
-    dataplane: DataPlane, address: str, port: int, max_request_bytes: int, metrics_enable: bool,
+    dataplane: DataPlane,
+    address: str,
+    port: int,
+    max_request_bytes: int,
+    metrics_enable: bool,
     ssl_context: ssl.SSLContext | None = None,
 ) -> RestServer:
     """Serve HTTP (HTTPS with ``ssl_context``) on ``address:port`` (0 = any free port).

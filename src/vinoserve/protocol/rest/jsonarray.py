@@ -33,8 +33,15 @@ BOOL = BY_NAME["BOOL"]
 CHUNK_ELEMENTS = 65536  # values converted per numpy call on a large input
 _NUMBERS = frozenset({int, float})
 _TEXT = frozenset({str, dict})
-_JSON_TYPES = {type(None): "null", bool: "true/false", int: "number", float: "number", str: "string",
-               dict: "object", list: "array (ragged, or nested too deep)"}
+_JSON_TYPES = {
+    type(None): "null",
+    bool: "true/false",
+    int: "number",
+    float: "number",
+    str: "string",
+    dict: "object",
+    list: "array (ragged, or nested too deep)",
+}
 
 
 def _bad(name: str, text: str) -> VinoserveError:
@@ -65,7 +72,7 @@ def json_array(value: Any, precision: Precision | None, name: str, *, b64: bool 
         _same_layout(parts, name, 0)
         return np.stack(parts)
     step = CHUNK_ELEMENTS // max(per_row, 1)
-    parts = [_array(value[i:i + step], precision, name, b64) for i in range(0, len(value), step)]
+    parts = [_array(value[i : i + step], precision, name, b64) for i in range(0, len(value), step)]
     _same_layout(parts, name, 1)
     return np.concatenate(parts)
 
@@ -156,7 +163,7 @@ def _strings(flat: list[Any], shape: tuple[int, ...], name: str, b64: bool) -> n
     if any(v is None for v in items):
         kinds = {type(v) for v, b in zip(flat, items, strict=True) if b is None}
         found = sorted({_JSON_TYPES.get(k, k.__name__) for k in kinds})
-        what = "strings or {\"b64\": ...} objects" if b64 else "strings"
+        what = 'strings or {"b64": ...} objects' if b64 else "strings"
         raise _bad(name, f"STRING takes {what}, not {', '.join(found)}")
     array = np.empty(len(items), dtype=object)
     array[:] = items  # element-wise assignment keeps each bytes value whole

@@ -82,15 +82,23 @@ class KServeRoutes:
         parsed = await run_sized(len(body), parse_infer, body, request.headers.get(HEADER_LENGTH))
         with self.dataplane.shm.lease() as lease:
             use_shm(parsed, lease)
-            result = await self.dataplane.infer(InferRequest(
-                request.match_info["name"], _version(request), parsed.inputs, parsed.outputs, parsed.id,
-                api="KServe", interface="REST",
-            ))
+            result = await self.dataplane.infer(
+                InferRequest(
+                    request.match_info["name"],
+                    _version(request),
+                    parsed.inputs,
+                    parsed.outputs,
+                    parsed.id,
+                    api="KServe",
+                    interface="REST",
+                )
+            )
             data, header_length = await run_sized(outputs_size(result.outputs), encode_infer, result, parsed, lease)
         if header_length is None:
             return web.Response(body=data, content_type="application/json")
-        return web.Response(body=data, content_type="application/octet-stream",
-                            headers={HEADER_LENGTH: str(header_length)})
+        return web.Response(
+            body=data, content_type="application/octet-stream", headers={HEADER_LENGTH: str(header_length)}
+        )
 
 
 def add_routes(router: web.UrlDispatcher, dataplane: DataPlane) -> None:

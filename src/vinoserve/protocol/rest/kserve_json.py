@@ -120,7 +120,7 @@ def _input(tensor: Any, binary: memoryview, offset: int) -> tuple[str, np.ndarra
             raise _invalid(f"binary_data_size of input {name} must be a non-negative integer")
         if offset + size > len(binary):
             raise content_size_error(size, len(binary) - offset, name)
-        return name, from_raw(binary[offset:offset + size], precision, dims, name), offset + size
+        return name, from_raw(binary[offset : offset + size], precision, dims, name), offset + size
     data = tensor.get("data")
     if data is None:
         raise _invalid(f"input {name} has neither data nor parameters.binary_data_size")
@@ -160,12 +160,18 @@ def parse_infer(body: bytes, header_length: str | None) -> ParsedInfer:
             StatusCode.INVALID_CONTENT_SIZE,
             f"{len(binary) - offset} bytes of binary data follow the inputs' binary_data_size total",
         )
-    parsed = ParsedInfer(inputs, None, _typed(doc, "id", str, ""),
-                         _typed(_params(doc), "binary_data_output", bool, False), shm_inputs=shm_inputs)
+    parsed = ParsedInfer(
+        inputs,
+        None,
+        _typed(doc, "id", str, ""),
+        _typed(_params(doc), "binary_data_output", bool, False),
+        shm_inputs=shm_inputs,
+    )
     requested = doc.get("outputs")
     if requested is not None:
-        if not isinstance(requested, list) or not all(isinstance(o, dict) and type(o.get("name")) is str
-                                                      for o in requested):
+        if not isinstance(requested, list) or not all(
+            isinstance(o, dict) and type(o.get("name")) is str for o in requested
+        ):
             raise _invalid("outputs must be a list of objects with a name")
         parsed.outputs = [o["name"] for o in requested] or None
         for o in requested:

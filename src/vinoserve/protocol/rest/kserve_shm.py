@@ -41,8 +41,9 @@ class SharedMemoryRoutes:
     async def status(self, request: web.Request) -> web.Response:
         """``GET .../status``: the named region, or every region."""
         regions = self.dataplane.shm.status(request.match_info.get("name", ""))
-        return json_response([{"name": r.name, "key": r.key, "offset": r.offset, "byte_size": r.byte_size}
-                              for r in regions])
+        return json_response(
+            [{"name": r.name, "key": r.key, "offset": r.offset, "byte_size": r.byte_size} for r in regions]
+        )
 
     async def register(self, request: web.Request) -> web.Response:
         """``POST .../region/{name}/register`` with ``{"key", "offset", "byte_size"}``."""
@@ -55,8 +56,9 @@ class SharedMemoryRoutes:
             raise VinoserveError(StatusCode.JSON_INVALID, str(exc)) from None
         if not isinstance(doc, dict) or type(doc.get("key")) is not str:
             raise _invalid("a register request is an object with a key (string), byte_size and offset")
-        self.dataplane.shm.register(request.match_info["name"], doc["key"], _count(doc, "offset", 0),
-                                    _count(doc, "byte_size", None))
+        self.dataplane.shm.register(
+            request.match_info["name"], doc["key"], _count(doc, "offset", 0), _count(doc, "byte_size", None)
+        )
         return web.Response(status=200)
 
     async def unregister(self, request: web.Request) -> web.Response:

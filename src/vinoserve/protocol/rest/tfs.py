@@ -34,18 +34,26 @@ def requested_version(request: web.Request) -> int | None:
 
 def status_json(statuses: list[VersionStatus]) -> dict[str, Any]:
     """``{"model_version_status": [...]}`` as TF Serving prints it; a failed load shows its error."""
-    return {"model_version_status": [
-        {"version": str(st.version), "state": st.state.name,
-         "status": {"error_code": "UNKNOWN" if st.error else "OK", "error_message": st.error or "OK"}}
-        for st in statuses
-    ]}
+    return {
+        "model_version_status": [
+            {
+                "version": str(st.version),
+                "state": st.state.name,
+                "status": {"error_code": "UNKNOWN" if st.error else "OK", "error_message": st.error or "OK"},
+            }
+            for st in statuses
+        ]
+    }
 
 
 def _tensor_info(spec: TensorSpec) -> dict[str, Any]:
     # a range dimension has no TensorShapeProto form: it shows as -1, as OVMS shows it
     dims = [{"size": str(d.lo if d.is_static else -1), "name": ""} for d in spec.shape]
-    return {"dtype": types_pb2.DataType.Name(spec.precision.tf),
-            "tensorShape": {"dim": dims, "unknownRank": False}, "name": spec.name}
+    return {
+        "dtype": types_pb2.DataType.Name(spec.precision.tf),
+        "tensorShape": {"dim": dims, "unknownRank": False},
+        "name": spec.name,
+    }
 
 
 def metadata_json(meta: ModelMetadata) -> dict[str, Any]:

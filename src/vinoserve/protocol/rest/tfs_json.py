@@ -92,7 +92,8 @@ def encode_predict(outputs: dict[str, np.ndarray], row: bool) -> bytes:
     else:
         batches = {v.shape[0] if v.ndim else -1 for v in outputs.values()}
         if len(batches) != 1 or -1 in batches:
-            raise VinoserveError(StatusCode.INVALID_ARGUMENT,
-                                 "outputs do not share a batch dimension; use the column format (inputs)")
+            raise VinoserveError(
+                StatusCode.INVALID_ARGUMENT, "outputs do not share a batch dimension; use the column format (inputs)"
+            )
         body = {"predictions": [{k: v[i] for k, v in outputs.items()} for i in range(batches.pop())]}
     return dumps(body)

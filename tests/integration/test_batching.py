@@ -442,3 +442,22 @@ def test_auto_on_a_model_that_cannot_grow_its_batch_still_answers_everyone(serve
             np.testing.assert_array_equal(out_array(resp, "y"), x.reshape(1, 2, 5))
 
     run_clients(client, 16)
+
+
+def test_fixed_batch_inputs_that_disagree_on_rows_get_the_batch_error(serve: Serve, tmp_path: Path) -> None:
+    """With a fixed batch the batcher pads and splits any size, so inputs must agree on their rows."""
+    two = write_two_inputs(tmp_path / "two")
+    flags = ["--model_name", "m", "--model_path", str(two), "--plugin_config", F32, "--dynamic_batching", "{}"]
+    s = serve(flags)
+    a, b = np.ones((2, 10), np.float32), np.ones((3, 10), np.float32)
+    err = rpc_error(predict_raw, s, {"a": a, "b": b})
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (err.details() or "").startswith("Invalid input batch size - the inputs do not agree"), err.details()
+
+
+def test_a_model_whose_batch_is_not_first_is_not_batched(serve: Serve, tmp_path: Path) -> None:
+    """Merged results are cut along the outputs' first dimension: a CN model runs each request alone."""
+    aff = write_affine(tmp_path / "aff", shape=[10, 1])
+    flags = ["--model_name", "m", "--model_path", str(aff), "--layout", "CN", "--batch_size", "-1"]
+    s = serve([*flags, "--plugin_config", F32, "--dynamic_batching", "{}"])
+    assert version_object(s, "m", 1)._batcher is None

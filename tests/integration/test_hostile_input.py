@@ -262,3 +262,21 @@ def test_binary_extension_lengths(server: RunningServer) -> None:
         assert r.status_code == 400, (hl, r.text)
     r = _post(server, "/v2/models/str/infer", body, {"Inference-Header-Content-Length": str(len(header))})
     assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("path", ["/v1/models/aff:predict", "/v2/models/aff/infer"])
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_body_that_does_not_follow_its_content_encoding_is_a_client_error(
+    server: RunningServer, path: str, encoding: str
+) -> None:
+    r = _post(server, path, b"not compressed at all", {"Content-Encoding": encoding})
+    _rest_error(r, "Invalid argument - the request body cannot be read")
+
+
+def test_an_oversize_shared_memory_register_body_is_413_also_when_chunked(server: RunningServer) -> None:
+    body = json.dumps({"key": "k", "offset": 0, "byte_size": 4, "pad": "x" * 70_000}).encode()
+    url = server.rest_url + "/v2/systemsharedmemory/region/big/register"
+    declared = requests.post(url, data=body, timeout=60)
+    chunked = requests.post(url, data=iter([body[:30_000], body[30_000:]]), timeout=60)
+    for r in (declared, chunked):
+        assert r.status_code == 413 and "at most 65536 bytes" in r.json()["error"], r.text

@@ -219,3 +219,25 @@ def test_use_counts_stay_bounded() -> None:
         assert cache.top_keys(1) == [key(1)]
 
     asyncio.run(go())
+
+
+def test_a_compile_that_ends_after_clear_is_dropped() -> None:
+    """The version retired while a shape compiled for a client that went away: the variant is not kept."""
+
+    async def go() -> None:
+        cache, comp, metrics = make(4)
+        comp.gates[key(8)] = threading.Event()
+        waiter = asyncio.create_task(use(cache, 8))
+        await asyncio.sleep(0.05)
+        waiter.cancel()
+        cache.clear()
+        comp.gates[key(8)].set()
+        for _ in range(100):
+            if not cache._pending:
+                break
+            await asyncio.sleep(0.02)
+        assert len(cache) == 0 and cache.keys() == []
+        assert sample(metrics, "vinoserve_reshapes_total") == 0
+        assert sample(metrics, "vinoserve_variants_resident") == 0
+
+    asyncio.run(go())

@@ -87,6 +87,13 @@ def make_batcher(
     if not rules or any(r.batch_index < 0 for r in rules.values()):
         log.warning("Model %s version %s has an input without a batch dimension: requests are not batched", *labels)
         return None, False
+    if any(r.batch_index != 0 for r in rules.values()):
+        # merged results are cut along the outputs' first dimension, and nothing says where an output's
+        # batch is when an input's is not first: such a model is not batched rather than mis-split
+        log.warning(
+            "Model %s version %s has an input whose batch is not its first dimension: requests are not batched", *labels
+        )
+        return None, False
     plan = BatchPlan(cfg, rules, variants)
 
     def concurrency() -> int:
@@ -109,5 +116,7 @@ def make_batcher(
 
 def batch_rows(rules: dict[str, InputRule], inputs: dict[str, np.ndarray]) -> int | None:
     """The rows of a request when every input agrees on them, else None (it is then run alone)."""
+    if any(a.ndim <= rules[n].batch_index for n, a in inputs.items()):
+        return None  # e.g. a scalar for a shape-auto input: run alone, where its shape gets its own error
     rows = {a.shape[rules[n].batch_index] for n, a in inputs.items()}
     return rows.pop() if len(rows) == 1 else None

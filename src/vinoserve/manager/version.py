@@ -233,8 +233,13 @@ class ModelVersion:
             if self._rules[n].batch_index < a.ndim
         ):
             return self._empty_outputs()
-        if self._batcher is not None and batch_rows(self._rules, real):
+        rows = batch_rows(self._rules, real) if self._batcher is not None else None
+        if self._batcher is not None and rows:
             return await self._batcher.submit(real)
+        if self._any_batch and rows is None:
+            # a fixed batch accepts any size only because the batcher pads or splits: inputs must agree
+            sizes = ", ".join(f"{n}: {a.shape[self._rules[n].batch_index] if a.ndim else '-'}" for n, a in real.items())
+            raise VinoserveError(StatusCode.INVALID_BATCH, f"the inputs do not agree on the batch size ({sizes})")
         return await self._infer(real)
 
     async def _infer(self, real: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -95,6 +95,8 @@ class VariantCache(Generic[V]):
         self._series = metrics.version_series(*labels)  # hits and misses: None without per-request metrics
         self._ready: OrderedDict[VariantKey, _Entry[V]] = OrderedDict()
         self._pending: dict[VariantKey, asyncio.Future[_Entry[V]]] = {}
+        # set by clear(): a compile still running for a request that went away is dropped when it ends
+        self._closed = False
         self._pin: _Entry[V] | None = None
         self.last_used: V | None = None
         # requests served per key (warm-up not counted), least recently used first
@@ -201,11 +203,18 @@ class VariantCache(Generic[V]):
             variant = await asyncio.get_running_loop().run_in_executor(self._executor, self._compile, key)
         except BaseException as exc:
             self._pending.pop(key, None)
+            if self._closed:  # the version retired meanwhile (its model may already be released)
+                fut.set_exception(VinoserveError(StatusCode.VERSION_RETIRED))
+                return
             self._metrics.reshape_failures.labels(*self._labels).inc()
             log.warning("Reshape of model %s version %s to %s failed: %s", name, version, describe(key), exc)
             # the client learns which shape failed; OpenVINO's own text stays in the log
             code = exc.code if isinstance(exc, VinoserveError) else StatusCode.INTERNAL
             fut.set_exception(VinoserveError(code, f"requested {describe(key)}"))
+            return
+        if self._closed:  # the version retired while this compiled: nobody may use it, nothing to count
+            self._pending.pop(key, None)
+            fut.set_exception(VinoserveError(StatusCode.VERSION_RETIRED))
             return
         took = time.perf_counter() - start
         self._metrics.reshapes.labels(name, version, cause.split(" ")[0]).inc()
@@ -235,7 +244,8 @@ class VariantCache(Generic[V]):
             self._metrics.variants_resident.labels(*self._labels).set(len(self._ready))
 
     def clear(self) -> None:
-        """Drop every variant (the version is retiring)."""
+        """Drop every variant (the version is retiring); compiles still running are dropped when they end."""
+        self._closed = True
         self._ready.clear()
         self._uses.clear()
         self._pin = None

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from aiohttp.web_protocol import RequestPayloadError
 
 from vinoserve.dataplane import DataPlane
 from vinoserve.drain import Drain
@@ -52,6 +53,10 @@ def _error_middleware(limit: int) -> Middleware:
             return error_response(err)
         except web.HTTPRequestEntityTooLarge:  # a chunked body that grew past the limit
             return error_response(_too_large(limit, None))  # aiohttp stops reading past the limit
+        except RequestPayloadError as exc:  # e.g. a Content-Encoding the body does not follow
+            return error_response(
+                VinoserveError(StatusCode.INVALID_ARGUMENT, f"the request body cannot be read: {exc}")
+            )
         except web.HTTPException as exc:
             if exc.status >= 400:
                 return json_error(exc.status, f"{exc.reason}: {request.method} {request.path}")

@@ -47,9 +47,12 @@ class SharedMemoryRoutes:
 
     async def register(self, request: web.Request) -> web.Response:
         """``POST .../region/{name}/register`` with ``{"key", "offset", "byte_size"}``."""
+        too_large = VinoserveError(StatusCode.REQUEST_TOO_LARGE, f"a register request has at most {MAX_BODY} bytes")
         if request.content_length is not None and request.content_length > MAX_BODY:
-            raise _invalid(f"a register request has at most {MAX_BODY} bytes")
-        body = await request.read()  # a chunked body is bounded by the app's request size limit
+            raise too_large
+        body = await request.read()  # a chunked body is bounded by the app's request size limit, then here
+        if len(body) > MAX_BODY:
+            raise too_large
         try:
             doc = loads(body)
         except ValueError as exc:

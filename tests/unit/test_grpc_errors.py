@@ -10,6 +10,8 @@ import pytest
 from vinoserve.errors import StatusCode, VinoserveError
 from vinoserve.protocol.grpc.errors import GRPC_CODES, Context, abort, abort_unexpected, grpc_code, grpc_errors
 
+from ..helpers.errors import NOT_BAD_REQUEST
+
 
 def test_every_status_code_is_mapped() -> None:
     assert set(GRPC_CODES) == set(StatusCode)
@@ -40,20 +42,7 @@ def test_spec_rows(code: StatusCode, expected: grpc.StatusCode) -> None:
 
 
 def test_everything_else_is_invalid_argument() -> None:
-    special = {
-        StatusCode.MODEL_NOT_FOUND,
-        StatusCode.VERSION_NOT_FOUND,
-        StatusCode.VERSION_RETIRED,
-        StatusCode.VERSION_NOT_LOADED,
-        StatusCode.RESHAPE_ERROR,
-        StatusCode.REQUEST_TOO_LARGE,
-        StatusCode.OVERLOADED,
-        StatusCode.UNIMPLEMENTED,
-        StatusCode.INTERNAL,
-        StatusCode.SHUTTING_DOWN,
-        StatusCode.BATCH_QUEUE_FULL,
-    }
-    for code in set(StatusCode) - special:
+    for code in set(StatusCode) - NOT_BAD_REQUEST:
         assert grpc_code(code) is grpc.StatusCode.INVALID_ARGUMENT, code
 
 

@@ -9,6 +9,8 @@ import pytest
 from vinoserve.errors import StatusCode, VinoserveError
 from vinoserve.protocol.rest.errors import HTTP_STATUS, error_response, http_status, internal_error
 
+from ..helpers.errors import NOT_BAD_REQUEST
+
 
 def test_every_status_code_is_mapped() -> None:
     assert set(HTTP_STATUS) == set(StatusCode)
@@ -38,20 +40,7 @@ def test_spec_rows(code: StatusCode, expected: int) -> None:
 
 
 def test_everything_else_is_bad_request() -> None:
-    special = {
-        StatusCode.MODEL_NOT_FOUND,
-        StatusCode.VERSION_NOT_FOUND,
-        StatusCode.VERSION_RETIRED,
-        StatusCode.VERSION_NOT_LOADED,
-        StatusCode.RESHAPE_ERROR,
-        StatusCode.REQUEST_TOO_LARGE,
-        StatusCode.OVERLOADED,
-        StatusCode.UNIMPLEMENTED,
-        StatusCode.INTERNAL,
-        StatusCode.SHUTTING_DOWN,
-        StatusCode.BATCH_QUEUE_FULL,
-    }
-    for code in set(StatusCode) - special:
+    for code in set(StatusCode) - NOT_BAD_REQUEST:
         assert http_status(code) == 400, code
 
 

@@ -53,3 +53,12 @@ def test_read_only_and_unaligned_arrays_are_copied(tmp_path: Path) -> None:
     for x in (unaligned, read_only):
         assert not (x.flags.writeable and x.flags.aligned)
         np.testing.assert_array_equal(asyncio.run(run(x)), np.roll(x, 8, axis=1))
+
+
+def test_cpu_pinning_is_off_unless_the_plugin_config_turns_it_on(tmp_path: Path) -> None:
+    """Small inferences run on the event loop's thread; OpenVINO must not pin it around each call."""
+    source = Runtime().read(write_slow(tmp_path / "slow", size=16, repeat=2) / "1" / "model.xml")
+    default = source.compile(None, "CPU", {}, 1).compiled
+    asked = source.compile(None, "CPU", {"ENABLE_CPU_PINNING": "YES"}, 1).compiled
+    assert default.get_property("ENABLE_CPU_PINNING") is False
+    assert asked.get_property("ENABLE_CPU_PINNING") is True

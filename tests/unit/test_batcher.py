@@ -11,7 +11,8 @@ import pytest
 from vinoserve.config.settings import DynamicBatching
 from vinoserve.errors import StatusCode, VinoserveError
 from vinoserve.metrics import Metrics
-from vinoserve.scheduling.batcher import Arrays, Batcher, default_ladder
+from vinoserve.scheduling.batcher import Batcher
+from vinoserve.scheduling.rows import Arrays, default_ladder
 
 WAIT = 10  # seconds: generous, nothing here waits on anything slow
 
@@ -250,13 +251,47 @@ def test_merged_batches_land_on_allowed_sizes_and_padding_never_reaches_a_client
         for _ in range(4):
             model.release()
             await settle()
-        # 1 alone; 1+2 padded to 4 (1+2+2 = 5 fits no size: fewer taken); 2 padded to 4; 3 padded to 4
-        assert model.rows() == [1, 4, 4, 4]
-        np.testing.assert_array_equal(model.batches[1]["x"][3], model.batches[1]["x"][2])  # padding repeats
+        # 1 alone (idle); then 1 (1+2 would be 3 rows padded to 4: too much padding; 1 lands exactly);
+        # 2+2 land on 4 exactly; 3 alone fits nothing exactly: padded to 4 (3 of 4 real rows)
+        assert model.rows() == [1, 1, 4, 4]
+        np.testing.assert_array_equal(model.batches[3]["x"][3], model.batches[3]["x"][2])  # padding repeats
         outs = await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
         for i, (n, out) in enumerate(zip([1, 1, 2, 2, 3], outs, strict=True)):
             np.testing.assert_array_equal(out["y"], rows(i * 10, n) * 2 + 1)
-        assert sample(metrics, "vinoserve_batch_padding_rows_total") == 1 + 2 + 1
+        assert sample(metrics, "vinoserve_batch_padding_rows_total") == 1
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize(
+    ("queued", "sizes", "landed", "padding"),
+    [
+        (3, {1, 2, 4, 8}, [2, 1], 0),  # 3 of 4 would be padding a row: 2 now, 1 next
+        (7, {1, 8}, [8], 1),  # 7 real rows of 8: padded
+        (6, {2, 4, 8}, [4, 2], 0),  # 6 of 8 is too little: 4, then 2
+        (5, {8}, [8], 3),  # nothing lands exactly (a fixed batch): padded
+    ],
+)
+def test_padding_only_when_real_rows_fill_most_of_the_batch(
+    queued: int, sizes: set[int], landed: list[int], padding: int
+) -> None:
+    async def go() -> None:
+        model = Model()
+        model.gated = True
+        b, metrics = make(model, sizes=frozenset(sizes), max_batch_size=8)
+        first = asyncio.create_task(b.submit({"x": rows(100, min(sizes))}))  # runs alone, holds the version
+        await settle()
+        tasks = [asyncio.create_task(b.submit({"x": rows(i, 1)})) for i in range(queued)]
+        await settle()
+        for _ in range(1 + len(landed)):
+            model.release()
+            await settle()
+        assert model.rows()[1:] == landed
+        outs = await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
+        for i, out in enumerate(outs):
+            np.testing.assert_array_equal(out["y"], rows(i, 1) * 2 + 1)
+        await first
+        assert sample(metrics, "vinoserve_batch_padding_rows_total") == padding
 
     asyncio.run(go())
 

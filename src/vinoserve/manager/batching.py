@@ -21,7 +21,8 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..metrics import Metrics
-from ..scheduling.batcher import Arrays, Batcher, default_ladder
+from ..scheduling.batcher import Batcher
+from ..scheduling.rows import Arrays, default_ladder
 from ..scheduling.variants import Variant, VariantCache
 from .inputs import InputRule
 

@@ -10,10 +10,11 @@ batch dimension of the outputs is their first), and an inference that fails fail
 requests merged into it.
 
 *Where* a batch lands is the caller's ``sizes`` rule: ``None`` means any size runs (``-1``, ranges);
-otherwise the merged rows are padded up to the smallest allowed size that takes them, or fewer
-requests are taken so that one does (padding rows repeat the last real row and never reach a
-client). A request with more rows than ``max_batch_size``, or more than any allowed size, runs alone
-at its own size. With ``split`` (a fixed batch N) a larger request is cut into pieces of N rows.
+otherwise the merged rows land on an allowed size: exactly, with fewer requests taken when needed
+(the rest wait for the next batch), or padded up when real rows fill most of it (padding rows
+repeat the last real row and never reach a client; see :func:`.rows.land`). A request with more
+rows than ``max_batch_size``, or more than any allowed size, runs alone at its own size. With
+``split`` (a fixed batch N) a larger request is cut into pieces of N rows.
 
 Nothing here runs in the background: batches are formed when a request arrives, when a batch ends
 and when ``max_queue_delay_ms`` expires, so there is no task to stop when the version retires.
@@ -32,24 +33,9 @@ import numpy as np
 from ..config.settings import DynamicBatching
 from ..errors import StatusCode, VinoserveError
 from ..metrics import Metrics
+from .rows import Arrays, Group, cut, group_of, land, merge
 
 log = logging.getLogger(__name__)
-
-Arrays = dict[str, np.ndarray]
-Group = tuple[tuple[str, tuple[int, ...], str], ...]
-
-
-def default_ladder(max_batch_size: int, count: int) -> frozenset[int]:
-    """The batch sizes merged batches land on under ``auto`` when none are preferred: the largest
-    ``count`` of ``max_batch_size`` halved repeatedly (16, 8, 4, 2 for 16 and 4), so at most
-    ``count`` variants are compiled for batching and none of them evicts another."""
-    sizes: list[int] = []
-    n = max_batch_size
-    while n >= 1 and len(sizes) < max(1, count):
-        if n not in sizes:
-            sizes.append(n)
-        n = (n + 1) // 2 if n > 1 else 0
-    return frozenset(sizes)
 
 
 class _Part:
@@ -109,9 +95,13 @@ class Batcher:
     async def submit(self, inputs: Arrays) -> Arrays:
         """The outputs of one request (arrays by real input name, batch > 0), batched with others."""
         rows = self._rows(inputs)
-        group = self._group(inputs)
+        group = group_of(inputs, self._batch_index)
         loop = asyncio.get_running_loop()
-        pieces = self._cut(inputs, rows) if self._split is not None and rows > self._split else [(inputs, rows)]
+        pieces = (
+            cut(inputs, rows, self._split, self._batch_index)
+            if self._split is not None and rows > self._split
+            else [(inputs, rows)]
+        )
         parts = [_Part(a, n, group, loop.create_future()) for a, n in pieces]
         for p in parts:
             p.future.add_done_callback(_consume)
@@ -190,18 +180,13 @@ class Batcher:
         return parts
 
     def _target(self, parts: Sequence[_Part]) -> tuple[list[_Part], int]:
-        """The longest prefix of ``parts`` that an allowed batch size takes, and that size."""
+        """The prefix of ``parts`` to run now and the batch size it lands on (see :func:`.rows.land`)."""
         sizes = self._sizes(parts[0].inputs)
         if sizes is None:
             return list(parts), sum(p.rows for p in parts)
         allowed = sorted(s for s in sizes if s <= max(self.max_rows, self._split or 0) and s not in self._refused)
-        total = sum(p.rows for p in parts)
-        for k in range(len(parts), 0, -1):
-            fit = next((s for s in allowed if s >= total), None)
-            if fit is not None:
-                return list(parts[:k]), fit
-            total -= parts[k - 1].rows
-        return [parts[0]], parts[0].rows  # larger than every allowed size: alone, at its own size
+        k, size = land([p.rows for p in parts], allowed)
+        return list(parts[:k]), size
 
     # -- running one batch -----------------------------------------------------------------------
     async def _run_batch(self, parts: list[_Part], target: int, *, inline: bool) -> None:
@@ -255,18 +240,10 @@ class Batcher:
                 p.future.set_result(out)
 
     def _merge(self, parts: Sequence[_Part], target: int) -> Arrays:
-        """The inputs of ``parts`` along each input's batch index, padded to ``target`` rows."""
         pad = target - sum(p.rows for p in parts)
         if len(parts) == 1 and pad == 0:
             return parts[0].inputs
-        merged = {}
-        for name, bi in self._batch_index.items():
-            arrays = [p.inputs[name] for p in parts]
-            if pad:
-                last = np.take(arrays[-1], [arrays[-1].shape[bi] - 1], axis=bi)
-                arrays.append(np.repeat(last, pad, axis=bi))
-            merged[name] = np.concatenate(arrays, axis=bi)
-        return merged
+        return merge([p.inputs for p in parts], self._batch_index, pad)
 
     def _deliver(self, parts: Sequence[_Part], outs: Arrays, target: int) -> bool:
         """Give each part its rows of ``outs``; False when the outputs do not have ``target`` rows."""
@@ -292,32 +269,6 @@ class Batcher:
     def _rows(self, inputs: Arrays) -> int:
         name, bi = next(iter(self._batch_index.items()))
         return int(inputs[name].shape[bi])
-
-    def _group(self, inputs: Arrays) -> Group:
-        """What requests must share to be merged: every input's non-batch shape and dtype."""
-        return tuple(
-            sorted(
-                (n, a.shape[: self._batch_index[n]] + a.shape[self._batch_index[n] + 1 :], a.dtype.str)
-                for n, a in inputs.items()
-            )
-        )
-
-    def _cut(self, inputs: Arrays, rows: int) -> list[tuple[Arrays, int]]:
-        """A request of more rows than a fixed batch, as pieces of at most ``split`` rows."""
-        assert self._split is not None
-        pieces = []
-        for start in range(0, rows, self._split):
-            n = min(self._split, rows - start)
-            pieces.append(
-                (
-                    {
-                        name: np.take(a, range(start, start + n), axis=self._batch_index[name])
-                        for name, a in inputs.items()
-                    },
-                    n,
-                )
-            )
-        return pieces
 
 
 def _consume(fut: asyncio.Future[Arrays]) -> None:

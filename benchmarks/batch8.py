@@ -19,6 +19,8 @@ import shm_bench
 from common import OUT, PLUGIN, ServerProcess, median, progress
 from frontends import FRONT_ENDS, SHARED_MEMORY, calls, throughput
 
+from vinoserve.runtime.openvino import CPU_DEFAULTS
+
 
 def raw_throughput(model_xml: Path, batch: np.ndarray, seconds: float, nireq: int) -> float:
     """Requests/s of in-process OpenVINO with the server's compile settings and nireq."""
@@ -27,7 +29,7 @@ def raw_throughput(model_xml: Path, batch: np.ndarray, seconds: float, nireq: in
     core = ov.Core()
     model = core.read_model(str(model_xml))
     model.reshape({model.inputs[0].get_any_name(): list(batch.shape)})
-    compiled = core.compile_model(model, "CPU", PLUGIN)
+    compiled = core.compile_model(model, "CPU", {**CPU_DEFAULTS, **PLUGIN})  # as the server compiles
     queue = ov.AsyncInferQueue(compiled, nireq)
     for _ in range(nireq):
         queue.start_async({0: batch})

@@ -3,7 +3,7 @@
 1, 4, 16 and 64 concurrent clients, each sending one image at a time over TFS gRPC, against the same
 model served three ways: no batching (the model's own batch 1), batching under ``--batch_size auto``
 and batching under ``--batch_size -1``. Configurations alternate within each round (the machine is
-shared and noisy) and medians of the rounds are reported: throughput (images/s), p50 and p99 latency,
+shared and noisy) and medians of the rounds are reported: throughput (rows/s: images for the CNN), p50 and p99 latency,
 the mean batch the server merged, and the compiles after load; throughput as ratios to raw OpenVINO
 at batch 8 and to no batching. One client is also measured under auto and -1 without batching, so
 what the batcher costs a lone client is told apart from what a dynamic shape costs. A plot of
@@ -35,6 +35,8 @@ CONFIGS = {
 # client (a -1 model compiled for dynamic shapes runs a little slower than a static one regardless).
 ALONE = {"auto, no batching": ["--batch_size", "auto"], "-1, no batching": ["--batch_size", "-1"]}
 SHAPE_VARIANTS = 4  # the server's default --shape_variants
+# The weight-bound model of the second table: where a batch of 8 costs little more than a batch of 1.
+MLP_WIDTH, MLP_LAYERS = 2048, 4
 
 
 async def load(
@@ -79,12 +81,34 @@ def scrape(rest_port: int) -> dict[str, float]:
     }
 
 
+def write_mlp(base: Path, width: int = MLP_WIDTH, layers: int = MLP_LAYERS) -> Path:
+    """A weight-bound model as IR in ``base/1``: ``layers`` dense ReLU layers of ``width``×``width``
+    (64 MB of FP32 weights by default), input ``x`` [-1, width]. At batch 1 an inference streams every
+    weight from memory for one row; at batch 8 the same pass serves eight rows."""
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    x = ops.parameter([-1, width], ov.Type.f32, name="x")
+    x.output(0).get_tensor().set_names({"x"})
+    h = x
+    rng = np.random.default_rng(0)
+    for _ in range(layers):
+        w = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
+        h = ops.relu(ops.matmul(h, ops.constant(w), False, False))
+    h.output(0).get_tensor().set_names({"y"})
+    (base / "1").mkdir(parents=True, exist_ok=True)
+    ov.save_model(ov.Model([h.output(0)], [x], "mlp"), str(base / "1" / "model.xml"), compress_to_fp16=False)
+    return base
+
+
 def run(
     model_dir: Path,
     body: bytes,
     raw_ips: dict[int, float],
     out: Path,
     *,
+    label: str = "demo CNN",
+    chart: str = "batching.png",
     rounds: int,
     seconds: float,
     server: Callable[[Path, list[str]], Any],
@@ -94,7 +118,7 @@ def run(
 ) -> dict[str, Any]:
     """Measure every configuration and client count; print the table; write the plot. ``server``
     starts ``vinoserve`` (gRPC on ``.port``) with extra flags and has ``stop()``; ``raw_ips`` is raw
-    OpenVINO's images/s at batch 1 and 8, ``server_b8_ips`` what batch-8 clients get from the server."""
+    OpenVINO's rows/s at batch 1 and 8, ``server_b8_ips`` what batch-8 clients get from the server."""
     raw_b8_ips = raw_ips[8]
     samples: dict[tuple[str, int], list[dict[str, float]]] = {(c, n): [] for c in CONFIGS for n in CLIENTS}
     samples.update({(c, 1): [] for c in ALONE})
@@ -118,7 +142,7 @@ def run(
                         }
                     )
                     print(
-                        f"  round {r + 1}: {name:<15} {n:>2} clients: {ips:7.1f} img/s, "
+                        f"  round {r + 1}: {name:<15} {n:>2} clients: {ips:7.1f} rows/s, "
                         f"p50 {samples[(name, n)][-1]['p50']:6.2f} ms",
                         flush=True,
                     )
@@ -136,11 +160,12 @@ def run(
         k: {m: statistics.median(s[m] for s in v) for m in ("ips", "p50", "p99", "batch")} for k, v in samples.items()
     }
     print(
-        f"\nBatch-1 clients, TFS gRPC, max_batch_size 8, medians of {rounds} rounds of {seconds:g} s; "
-        f"raw OpenVINO: {raw_ips[1]:.1f} img/s at batch 1, {raw_b8_ips:.1f} at batch 8"
+        f"\n{label}: batch-1 clients, TFS gRPC, max_batch_size 8, medians of {rounds} rounds of {seconds:g} s; "
+        f"raw OpenVINO: {raw_ips[1]:.1f} rows/s at batch 1, {raw_b8_ips:.1f} at batch 8 "
+        f"({raw_b8_ips / raw_ips[1]:.2f}×)"
     )
     print(
-        f"  {'configuration':<17} {'clients':>7} {'img/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'batch':>6} "
+        f"  {'configuration':<17} {'clients':>7} {'rows/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'batch':>6} "
         f"{'compiles':>8} {'÷raw b8':>8} {'÷no batch':>9}"
     )
     for (name, n), m in med.items():
@@ -176,12 +201,12 @@ def run(
     print("Targets:")
     for k, v in targets.items():
         print(f"  {k}: {v:.2f}")
-    plot(med, raw_b8_ips, out / "batching.png")
-    print(f"  plot: {out / 'batching.png'}")
+    plot(med, raw_b8_ips, out / chart, label)
+    print(f"  plot: {out / chart}")
     return res
 
 
-def plot(med: dict[tuple[str, int], dict[str, float]], raw_b8_ips: float, path: Path) -> None:
+def plot(med: dict[tuple[str, int], dict[str, float]], raw_b8_ips: float, path: Path, label: str) -> None:
     """Throughput and p99 against clients, one line per configuration."""
     import matplotlib
 
@@ -193,12 +218,12 @@ def plot(med: dict[tuple[str, int], dict[str, float]], raw_b8_ips: float, path: 
         tp.plot(CLIENTS, [med[(name, n)]["ips"] for n in CLIENTS], marker="o", label=name)
         p99.plot(CLIENTS, [med[(name, n)]["p99"] for n in CLIENTS], marker="o", label=name)
     tp.axhline(raw_b8_ips, color="grey", linestyle="--", label="raw OpenVINO, batch 8")
-    for ax, title, unit in ((tp, "Throughput", "images/s"), (p99, "p99 latency", "ms")):
+    for ax, title, unit in ((tp, "Throughput", "rows/s"), (p99, "p99 latency", "ms")):
         ax.set_xscale("log", base=2)
         ax.set_xticks(CLIENTS, [str(n) for n in CLIENTS])
         ax.set_xlabel("concurrent batch-1 clients")
         ax.set_ylabel(unit)
-        ax.set_title(title)
+        ax.set_title(f"{title}, {label}")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()

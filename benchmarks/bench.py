@@ -78,6 +78,57 @@ def ray_overhead(model_dir: Path, nireq: int, rounds: int, seconds: float, repea
     return dict(json.loads(out.read_text()))
 
 
+def _batching(
+    label: str,
+    model_dir: Path,
+    model: str,
+    batches: dict[int, np.ndarray],
+    args: argparse.Namespace,
+    nireq: int,
+    raw8: float | None,
+    srv8: float | None,
+) -> dict[str, Any]:
+    """The batching section on one model: raw OpenVINO and the server's batch-8 clients (unless the
+    batch8 section measured them already), then ``batching.run``. ``batches``: a batch of 1 and of 8."""
+    xml = next((model_dir / "1").glob("*.xml"))
+    name = next(iter(_inputs(xml)))
+    reqs = {b: request(model, name, a) for b, a in batches.items()}
+    seconds = args.batching_seconds
+
+    def server(path: Path, extra: list[str]) -> ServerProcess:
+        return ServerProcess(path, extra, model=model)
+
+    raw8 = raw8 or batch8.raw_throughput(xml, batches[8], seconds, nireq)
+    if srv8 is None:
+        srv = server(model_dir, ["--batch_size", "8", "--nireq", str(nireq)])
+        try:
+            srv8 = asyncio.run(_throughput(srv.port, reqs[8], seconds, nireq + 1))
+        finally:
+            srv.stop()
+    raw = {1: batch8.raw_throughput(xml, batches[1], seconds, nireq), 8: raw8 * 8}
+    chart = "batching.png" if model == "resnet" else f"batching_{model}.png"
+    return batching.run(
+        model_dir,
+        reqs[1],
+        raw,
+        OUT,
+        label=label,
+        chart=chart,
+        rounds=args.batching_rounds,
+        seconds=seconds,
+        server=server,
+        free_port=free_port,
+        opts=OPTS,
+        server_b8_ips=srv8 * 8,
+    )
+
+
+def _inputs(xml: Path) -> list[str]:
+    import openvino as ov
+
+    return [p.get_any_name() for p in ov.Core().read_model(str(xml)).inputs]
+
+
 def main() -> int:
     """Run the sections asked for, print their tables, write results.json and the charts."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -134,29 +185,24 @@ def main() -> int:
                 f"{ray['ray_rps_batch8']:.1f} vs {ray['vinoserve_rps_batch8']:.1f} req/s"
             )
     if "batching" in only:
-        progress("bench: request batching")
-        raw8 = res.get("raw_rps_batch8") or batch8.raw_throughput(xml, batches[8], args.batching_seconds, nireq)
-        srv8 = res.get("server_rps_batch8")
-        if srv8 is None:
-            srv = ServerProcess(model_dir, ["--batch_size", "8", "--nireq", str(nireq)])
-            try:
-                srv8 = asyncio.run(_throughput(srv.port, reqs[8], args.batching_seconds, nireq + 1))
-            finally:
-                srv.stop()
-        raw = {1: batch8.raw_throughput(xml, batches[1], args.batching_seconds, nireq), 8: raw8 * 8}
+        progress("bench: request batching, demo CNN")
         print("\nRequest batching:", flush=True)
-        res["batching"] = batching.run(
+        res["batching"] = _batching(
+            "demo CNN",
             model_dir,
-            reqs[1],
-            raw,
-            OUT,
-            rounds=args.batching_rounds,
-            seconds=args.batching_seconds,
-            server=ServerProcess,
-            free_port=free_port,
-            opts=OPTS,
-            server_b8_ips=srv8 * 8,
+            "resnet",
+            batches,
+            args,
+            nireq,
+            res.get("raw_rps_batch8"),
+            res.get("server_rps_batch8"),
         )
+        progress("bench: request batching, weight-bound MLP")
+        mlp_dir = batching.write_mlp(OUT / "models" / "mlp")
+        rng = np.random.default_rng(0)
+        rows = {b: rng.random((b, batching.MLP_WIDTH), dtype=np.float32) for b in (1, 8)}
+        mlp_nireq = batch8.optimal_nireq(mlp_dir / "1" / "model.xml", rows[8].shape)
+        res["batching_mlp"] = _batching("weight-bound MLP", mlp_dir, "mlp", rows, args, mlp_nireq, None, None)
     res["seconds_taken"] = time.perf_counter() - started
     (OUT / "results.json").write_text(json.dumps(res, indent=2))
     charts = sorted(str(p.relative_to(ROOT)) for p in OUT.glob("*.png"))

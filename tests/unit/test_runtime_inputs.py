@@ -17,12 +17,12 @@ from ..helpers.models import write_slow
 def test_an_array_read_in_place_lives_until_the_inference_ends(tmp_path: Path) -> None:
     """OpenVINO keeps only the address of a zero-copy input: the slot holds the array until the
     inference is done, even when the caller has gone (a cancelled request), then lets it go."""
-    xml = write_slow(tmp_path / "slow", size=256, repeat=2048) / "1" / "model.xml"
+    xml = write_slow(tmp_path / "slow", size=2048, repeat=256) / "1" / "model.xml"
     variant = Runtime().read(xml).compile(None, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}, 1)
     slot = variant.slots[0]
 
     async def run() -> tuple[bool, bool, np.ndarray]:
-        x = np.arange(4 * 256, dtype=np.float32).reshape(4, 256)
+        x = np.arange(4 * 2048, dtype=np.float32).reshape(4, 2048)  # 32 KiB: read in place
         ref = weakref.ref(x)
         done = slot.start({"x": x})
         del x  # the caller lets go while the inference may still run
@@ -35,15 +35,16 @@ def test_an_array_read_in_place_lives_until_the_inference_ends(tmp_path: Path) -
 
     alive, released, y = asyncio.run(run())
     assert alive and released
-    np.testing.assert_array_equal(y, np.roll(np.arange(4 * 256, dtype=np.float32).reshape(4, 256), 8, axis=1))
+    np.testing.assert_array_equal(y, np.roll(np.arange(4 * 2048, dtype=np.float32).reshape(4, 2048), 8, axis=1))
 
 
-def test_read_only_and_unaligned_arrays_are_copied(tmp_path: Path) -> None:
-    xml = write_slow(tmp_path / "slow", size=16, repeat=2) / "1" / "model.xml"
+def test_read_only_unaligned_and_small_arrays_are_copied(tmp_path: Path) -> None:
+    size = 8192  # 32 KiB a row: large enough to be read in place if it could be
+    xml = write_slow(tmp_path / "slow", size=size, repeat=2) / "1" / "model.xml"
     slot = Runtime().read(xml).compile(None, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}, 1).slots[0]
-    buf = bytearray(4 * 16 + 1)
-    unaligned = np.frombuffer(memoryview(buf)[1:], dtype=np.float32).reshape(1, 16)
-    read_only = np.frombuffer(bytes(64), dtype=np.float32).reshape(1, 16)
+    buf = bytearray(4 * size + 1)
+    unaligned = np.frombuffer(memoryview(buf)[1:], dtype=np.float32).reshape(1, size)
+    read_only = np.frombuffer(bytes(4 * size), dtype=np.float32).reshape(1, size)
 
     async def run(x: np.ndarray) -> np.ndarray:
         await slot.start({"x": x})
@@ -52,6 +53,13 @@ def test_read_only_and_unaligned_arrays_are_copied(tmp_path: Path) -> None:
 
     for x in (unaligned, read_only):
         assert not (x.flags.writeable and x.flags.aligned)
+        np.testing.assert_array_equal(asyncio.run(run(x)), np.roll(x, 8, axis=1))
+    # a small writable array is copied too (cheaper than wrapping it), and the copy is refreshed
+    # each time although the tensor stays bound
+    small_xml = write_slow(tmp_path / "small", size=16, repeat=2) / "1" / "model.xml"
+    slot = Runtime().read(small_xml).compile(None, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}, 1).slots[0]
+    for first in (0.0, 100.0):
+        x = np.arange(first, first + 16, dtype=np.float32).reshape(1, 16)
         np.testing.assert_array_equal(asyncio.run(run(x)), np.roll(x, 8, axis=1))
 
 

@@ -3,10 +3,11 @@
 One client sends a 10-float request to a 10-float model one at a time, through each front end (and
 KServe gRPC with the tensors in system shared memory, when the server offers it); the
 same requests go to :mod:`echo_server` (TF Serving and KServe gRPC), which parses each one and
-answers with its inputs: no numpy, no model. The servers alternate within each round; p50 and p99
-are medians of the rounds, and the server's CPU per request is read from ``/proc``. The ratio of
-each front end is to the echo server's p50 on the same message family (TFS gRPC to its TFS answer,
-the KServe ones to its KServe answer).
+answers with its inputs: no numpy, no model; and to its minimal OpenVINO server, which runs the
+model inline and nothing else (the floor for a Python gRPC server that runs a model). The servers
+alternate within each round; p50 and p99 are medians of the rounds, and the server's CPU per request
+is read from ``/proc``. The ratios of each front end are to the reference's p50 on the same message
+family (TFS gRPC to its TFS answer, the KServe ones to its KServe answer).
 """
 
 from __future__ import annotations
@@ -43,12 +44,14 @@ def write_model(base: Path) -> Path:
 
 
 class EchoProcess:
-    """:mod:`echo_server` in its own process group."""
+    """:mod:`echo_server` in its own process group; with ``model_xml``, the minimal OpenVINO server."""
 
-    def __init__(self) -> None:
+    def __init__(self, model_xml: Path | None = None) -> None:
         self.port = free_port()
+        model = [str(model_xml)] if model_xml else []
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("echo_server.py")), str(self.port)], start_new_session=True
+            [sys.executable, str(Path(__file__).with_name("echo_server.py")), str(self.port), *model],
+            start_new_session=True,
         )
         with grpc.insecure_channel(f"127.0.0.1:{self.port}") as channel:
             grpc.channel_ready_future(channel).result(timeout=60)
@@ -68,14 +71,15 @@ def run(rounds: int, n: int, warm: int = 200) -> dict[str, Any]:
     p99: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
     for r in range(rounds):
-        echo = EchoProcess()
-        try:
-            for fe in (TFS_GRPC, KSERVE_GRPC):
-                times = sequential(reqs[fe], echo.port, 0, n, warm)
-                p50.setdefault(f"echo {fe}", []).append(percentile(times, 0.5) * 1e3)
-                p99.setdefault(f"echo {fe}", []).append(percentile(times, 0.99) * 1e3)
-        finally:
-            echo.stop()
+        for ref, xml in (("echo", None), ("minimal", model_dir / "1" / "model.xml")):
+            echo = EchoProcess(xml)
+            try:
+                for fe in (TFS_GRPC, KSERVE_GRPC):
+                    times = sequential(reqs[fe], echo.port, 0, n, warm)
+                    p50.setdefault(f"{ref} {fe}", []).append(percentile(times, 0.5) * 1e3)
+                    p99.setdefault(f"{ref} {fe}", []).append(percentile(times, 0.99) * 1e3)
+            finally:
+                echo.stop()
         srv = ServerProcess(model_dir, [], model=MODEL, rest=True, plugin=F32)
         try:
             regions = SharedMemoryCall(srv.port, MODEL, INPUT, "y", x, x.nbytes)
@@ -98,15 +102,17 @@ def run(rounds: int, n: int, warm: int = 200) -> dict[str, Any]:
             + " ms p50"
         )
         time.sleep(0.5)
-    res: dict[str, Any] = {"n": n, "rounds": rounds, "echo": {}, "front_ends": {}}
-    for fe in (TFS_GRPC, KSERVE_GRPC):
-        res["echo"][fe] = {"p50_ms": median(p50[f"echo {fe}"]), "p99_ms": median(p99[f"echo {fe}"])}
+    res: dict[str, Any] = {"n": n, "rounds": rounds, "echo": {}, "minimal": {}, "front_ends": {}}
+    for ref in ("echo", "minimal"):
+        for fe in (TFS_GRPC, KSERVE_GRPC):
+            res[ref][fe] = {"p50_ms": median(p50[f"{ref} {fe}"]), "p99_ms": median(p99[f"{ref} {fe}"])}
     for fe in front_ends:
         echo_fe = TFS_GRPC if fe == TFS_GRPC else KSERVE_GRPC
         e = res["echo"][echo_fe]
         m = {"p50_ms": median(p50[fe]), "p99_ms": median(p99[fe]), "cpu_us_per_request": median(cpu[fe])}
         m["p50_over_echo"] = m["p50_ms"] / e["p50_ms"]
         m["p99_over_echo"] = m["p99_ms"] / e["p99_ms"]
+        m["p50_over_minimal"] = m["p50_ms"] / res["minimal"][echo_fe]["p50_ms"]
         res["front_ends"][fe] = m
     _print(res)
     res["chart"] = str(_chart(res, OUT / "small_requests.png"))
@@ -116,15 +122,20 @@ def run(rounds: int, n: int, warm: int = 200) -> dict[str, Any]:
 def _print(res: dict[str, Any]) -> None:
     print(
         f"\nSmall requests (10 floats, batch 1), one client, medians of {res['rounds']} rounds of "
-        f"{res['n']} requests; ratios to the bare gRPC echo server:"
+        f"{res['n']} requests; ratios to the bare gRPC echo server (no model) and to the minimal "
+        "OpenVINO gRPC server (echo_server.py with the model run inline, nothing else):"
     )
-    print(f"  {'front end':<12} {'p50 ms':>8} {'p99 ms':>8} {'p50 ÷ echo':>11} {'p99 ÷ echo':>11} {'CPU µs/req':>11}")
-    for fe, e in res["echo"].items():
-        print(f"  {'echo ' + fe.split()[0]:<12} {e['p50_ms']:8.3f} {e['p99_ms']:8.3f}")
+    print(
+        f"  {'front end':<15} {'p50 ms':>8} {'p99 ms':>8} {'p50 ÷ echo':>11} {'p99 ÷ echo':>11} "
+        f"{'p50 ÷ minimal':>14} {'CPU µs/req':>11}"
+    )
+    for ref in ("echo", "minimal"):
+        for fe, e in res[ref].items():
+            print(f"  {ref + ' ' + fe.split()[0]:<15} {e['p50_ms']:8.3f} {e['p99_ms']:8.3f}")
     for fe, m in res["front_ends"].items():
         print(
-            f"  {fe:<12} {m['p50_ms']:8.3f} {m['p99_ms']:8.3f} {m['p50_over_echo']:10.2f}× "
-            f"{m['p99_over_echo']:10.2f}× {m['cpu_us_per_request']:11.0f}"
+            f"  {fe:<15} {m['p50_ms']:8.3f} {m['p99_ms']:8.3f} {m['p50_over_echo']:10.2f}× "
+            f"{m['p99_over_echo']:10.2f}× {m['p50_over_minimal']:13.2f}× {m['cpu_us_per_request']:11.0f}"
         )
     f = res["front_ends"]
     print(
@@ -140,8 +151,9 @@ def _chart(res: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [f"echo {fe}" for fe in res["echo"]] + list(res["front_ends"])
-    rows = list(res["echo"].values()) + list(res["front_ends"].values())
+    refs = [(f"{ref} {fe.split()[0]}", r) for ref in ("echo", "minimal") for fe, r in res[ref].items()]
+    names = [n for n, _ in refs] + list(res["front_ends"])
+    rows = [r for _, r in refs] + list(res["front_ends"].values())
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(9, 4))
     ax.bar(x - 0.2, [r["p50_ms"] for r in rows], 0.4, label="p50")

@@ -109,6 +109,7 @@ def run(
     *,
     label: str = "demo CNN",
     chart: str = "batching.png",
+    clients: tuple[int, ...] = CLIENTS,
     rounds: int,
     seconds: float,
     server: Callable[[Path, list[str]], Any],
@@ -120,7 +121,7 @@ def run(
     starts ``vinoserve`` (gRPC on ``.port``) with extra flags and has ``stop()``; ``raw_ips`` is raw
     OpenVINO's rows/s at batch 1 and 8, ``server_b8_ips`` what batch-8 clients get from the server."""
     raw_b8_ips = raw_ips[8]
-    samples: dict[tuple[str, int], list[dict[str, float]]] = {(c, n): [] for c in CONFIGS for n in CLIENTS}
+    samples: dict[tuple[str, int], list[dict[str, float]]] = {(c, n): [] for c in CONFIGS for n in clients}
     samples.update({(c, 1): [] for c in ALONE})
     compiles: dict[str, list[float]] = {c: [] for c in [*CONFIGS, *ALONE]}
     for r in range(rounds):
@@ -128,7 +129,7 @@ def run(
             rest = free_port()
             srv = server(model_dir, [*extra, "--rest_port", str(rest), "--metrics_enable"])
             try:
-                for n in CLIENTS if name in CONFIGS else (1,):
+                for n in clients if name in CONFIGS else (1,):
                     before = scrape(rest)
                     ips, lat = asyncio.run(load(srv.port, body, n, 1.0, seconds, opts))
                     after = scrape(rest)
@@ -201,12 +202,14 @@ def run(
     print("Targets:")
     for k, v in targets.items():
         print(f"  {k}: {v:.2f}")
-    plot(med, raw_b8_ips, out / chart, label)
+    plot(med, raw_b8_ips, out / chart, label, clients)
     print(f"  plot: {out / chart}")
     return res
 
 
-def plot(med: dict[tuple[str, int], dict[str, float]], raw_b8_ips: float, path: Path, label: str) -> None:
+def plot(
+    med: dict[tuple[str, int], dict[str, float]], raw_b8_ips: float, path: Path, label: str, clients: tuple[int, ...]
+) -> None:
     """Throughput and p99 against clients, one line per configuration."""
     import matplotlib
 
@@ -215,12 +218,12 @@ def plot(med: dict[tuple[str, int], dict[str, float]], raw_b8_ips: float, path: 
 
     fig, (tp, p99) = plt.subplots(1, 2, figsize=(11, 4))
     for name in CONFIGS:
-        tp.plot(CLIENTS, [med[(name, n)]["ips"] for n in CLIENTS], marker="o", label=name)
-        p99.plot(CLIENTS, [med[(name, n)]["p99"] for n in CLIENTS], marker="o", label=name)
+        tp.plot(clients, [med[(name, n)]["ips"] for n in clients], marker="o", label=name)
+        p99.plot(clients, [med[(name, n)]["p99"] for n in clients], marker="o", label=name)
     tp.axhline(raw_b8_ips, color="grey", linestyle="--", label="raw OpenVINO, batch 8")
     for ax, title, unit in ((tp, "Throughput", "rows/s"), (p99, "p99 latency", "ms")):
         ax.set_xscale("log", base=2)
-        ax.set_xticks(CLIENTS, [str(n) for n in CLIENTS])
+        ax.set_xticks(clients, [str(n) for n in clients])
         ax.set_xlabel("concurrent batch-1 clients")
         ax.set_ylabel(unit)
         ax.set_title(f"{title}, {label}")

@@ -87,6 +87,7 @@ def _batching(
     nireq: int,
     raw8: float | None,
     srv8: float | None,
+    clients: tuple[int, ...] = batching.CLIENTS,
 ) -> dict[str, Any]:
     """The batching section on one model: raw OpenVINO and the server's batch-8 clients (unless the
     batch8 section measured them already), then ``batching.run``. ``batches``: a batch of 1 and of 8."""
@@ -114,6 +115,7 @@ def _batching(
         OUT,
         label=label,
         chart=chart,
+        clients=clients,
         rounds=args.batching_rounds,
         seconds=seconds,
         server=server,
@@ -202,7 +204,9 @@ def main() -> int:
         rng = np.random.default_rng(0)
         rows = {b: rng.random((b, batching.MLP_WIDTH), dtype=np.float32) for b in (1, 8)}
         mlp_nireq = batch8.optimal_nireq(mlp_dir / "1" / "model.xml", rows[8].shape)
-        res["batching_mlp"] = _batching("weight-bound MLP", mlp_dir, "mlp", rows, args, mlp_nireq, None, None)
+        res["batching_mlp"] = _batching(
+            "weight-bound MLP", mlp_dir, "mlp", rows, args, mlp_nireq, None, None, clients=(1, 16, 64)
+        )
     res["seconds_taken"] = time.perf_counter() - started
     (OUT / "results.json").write_text(json.dumps(res, indent=2))
     charts = sorted(str(p.relative_to(ROOT)) for p in OUT.glob("*.png"))

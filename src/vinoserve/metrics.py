@@ -1,9 +1,10 @@
 """Prometheus metrics (SPEC §5 Metrics), kept in one registry per server.
 
 Per-request series (request counts and times, infer-request wait, inference time, variant cache
-hits and misses) are updated only with ``--metrics_enable``: without it nobody can read them, and
-on small requests their updates are a measurable share of the server's own time. Each version
-resolves its labelled series once (:class:`VersionSeries`), not with a ``labels()`` lookup per request.
+hits and misses, batch sizes, queue delays and padding) are updated only with ``--metrics_enable``:
+without it nobody can read them, and on small requests their updates are a measurable share of the
+server's own time. Each version resolves its labelled series once (:class:`VersionSeries`), not
+with a ``labels()`` lookup per request.
 
 Series are labelled only with models and versions that exist: a request for a model or version
 that does not exist is counted in ``vinoserve_requests_refused`` by api, interface and reason, a

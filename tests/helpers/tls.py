@@ -1,10 +1,13 @@
 """Certificates for TLS tests, made with ``cryptography``: a CA, a server and a client it signed, and a
-client signed by an unrelated CA. Everything is a PEM file in one directory."""
+client signed by an unrelated CA. Everything is a PEM file in one directory. Also a TLS client that
+sends its first request together with the end of its handshake."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,3 +83,37 @@ def make_certs(directory: Path) -> Certs:
                 paths[leaf], "localhost" if server else f"vinoserve test {leaf}", key, ca_subject, ca_key, server=server
             )
     return Certs(**paths)
+
+
+def request_with_handshake_end(port: int, ca: Path, request: bytes) -> bytes:
+    """Send ``request`` over TLS to ``localhost:port`` in one TCP send with the client's last handshake
+    message (its Finished under TLS 1.3), as clients often do; the answer, read until the server closes."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ssl.create_default_context(cafile=str(ca)).wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with socket.create_connection(("localhost", port), timeout=30) as sock:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                sock.sendall(outgoing.read())
+                chunk = sock.recv(65536)
+                assert chunk, "the server closed the connection during the handshake"
+                incoming.write(chunk)
+        tls.write(request)
+        sock.sendall(outgoing.read())
+        answer = b""
+        while True:
+            try:
+                got = tls.read(65536)
+            except ssl.SSLWantReadError:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return answer
+                incoming.write(chunk)
+                continue
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return answer
+            if not got:
+                return answer
+            answer += got

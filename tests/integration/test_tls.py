@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,12 @@ import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
 
 from vinoserve.protocol.generated.tensorflow_serving.apis import prediction_service_pb2_grpc
+from vinoserve.protocol.rest import tls_site
 
 from ..helpers.clients import tfs_request
 from ..helpers.models import write_affine
-from ..helpers.server import F32, RunningServer
-from ..helpers.tls import Certs, make_certs
+from ..helpers.server import F32, RunningServer, Serve
+from ..helpers.tls import Certs, make_certs, request_with_handshake_end
 
 X = np.arange(10, dtype=np.float32).reshape(1, 10)
 EXPECTED = X * 2 + 1
@@ -216,3 +218,48 @@ def test_stop_closes_tls_connections_whose_clients_stay_silent(tmp_path: Path, c
         # socket is closed. Nothing is answered, like a pooled connection nobody reads.
         with socket.socket(fileno=os.dup(tls.fileno())) as raw:
             assert closed_by_peer(raw, timeout=10), "the stopped server kept the connection open"
+
+
+def https_live(server: Any, certs: Certs) -> int:
+    """The status of ``GET /v2/health/live`` over HTTPS."""
+    return requests.get(
+        f"https://localhost:{server.rest_port}/v2/health/live", verify=str(certs.ca), timeout=30
+    ).status_code
+
+
+def test_a_client_stalled_in_its_tls_handshake_is_closed_at_the_handshake_timeout(
+    serve: Serve, tmp_path: Path, certs: Certs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TCP connection to the HTTPS port that never sends its ClientHello is closed by the server once the
+    handshake timeout passes (lowered here from 10 s), and the server keeps serving."""
+    monkeypatch.setattr(tls_site, "HANDSHAKE_TIMEOUT_S", 0.5)
+    server = start(serve, tmp_path, certs, mutual=False)
+    with socket.create_connection(("localhost", server.rest_port), timeout=30) as stalled:
+        assert closed_by_peer(stalled, timeout=30), "the server kept a connection with no TLS handshake open"
+    assert https_live(server, certs) == 200
+
+
+def test_stop_closes_a_connection_stalled_in_its_tls_handshake(tmp_path: Path, certs: Certs) -> None:
+    """Stopping the server while a client holds a connection in its TLS handshake returns without waiting
+    for the handshake timeout, and leaves no socket open, even when its event loop is closed right after."""
+    server = RunningServer(tls_args(tmp_path, certs, mutual=False), rest=True)
+    with socket.create_connection(("localhost", server.rest_port), timeout=30) as stalled:
+        try:
+            # connections are accepted in order: once this one is answered, the stalled one is accepted
+            assert https_live(server, certs) == 200
+        finally:
+            began = time.monotonic()
+            server.stop()
+            took = time.monotonic() - began
+        assert took < tls_site.HANDSHAKE_TIMEOUT_S, f"stop took {took:.1f} s"
+        assert closed_by_peer(stalled, timeout=5), "the stopped server kept the half-open connection"
+
+
+def test_a_request_sent_with_the_end_of_the_handshake_is_answered(serve: Serve, tmp_path: Path, certs: Certs) -> None:
+    """The client's last handshake message and its request in one TCP segment: the request reaches the
+    server before the connection is handed to the HTTP layer, and is answered all the same."""
+    server = start(serve, tmp_path, certs, mutual=False)
+    request = b"GET /v2/health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    for _ in range(3):
+        answer = request_with_handshake_end(server.rest_port, certs.ca, request)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]

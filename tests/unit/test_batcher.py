@@ -55,9 +55,10 @@ def make(
     concurrency: int = 1,
     sizes: frozenset[int] | None = None,
     split: int | None = None,
+    per_request: bool = True,
     **config: object,
 ) -> tuple[Batcher, Metrics]:
-    metrics = Metrics()
+    metrics = Metrics(per_request=per_request)
     b = Batcher(
         "m",
         DynamicBatching(**config),  # type: ignore[arg-type]
@@ -292,6 +293,32 @@ def test_padding_only_when_real_rows_fill_most_of_the_batch(
             np.testing.assert_array_equal(out["y"], rows(i, 1) * 2 + 1)
         await first
         assert sample(metrics, "vinoserve_batch_padding_rows_total") == padding
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("per_request", [False, True])
+def test_batching_metrics_are_kept_only_with_per_request_metrics(per_request: bool) -> None:
+    async def go() -> None:
+        model = Model()
+        model.gated = True
+        b, metrics = make(model, sizes=frozenset({1, 8}), max_batch_size=8, per_request=per_request)
+        first = asyncio.create_task(b.submit({"x": rows(100, 1)}))  # runs alone, holds the version
+        await settle()
+        tasks = [asyncio.create_task(b.submit({"x": rows(i, 1)})) for i in range(7)]
+        await settle()
+        for _ in range(2):
+            model.release()
+            await settle()
+        assert model.rows() == [1, 8]  # 7 real rows merged and padded to 8
+        await asyncio.wait_for(asyncio.gather(first, *tasks), WAIT)
+        counted = [
+            sample(metrics, "vinoserve_batch_size_count"),
+            sample(metrics, "vinoserve_batch_size_sum"),
+            sample(metrics, "vinoserve_batch_queue_delay_seconds_count"),
+            sample(metrics, "vinoserve_batch_padding_rows_total"),
+        ]
+        assert counted == ([2, 8, 8, 1] if per_request else [0, 0, 0, 0])
 
     asyncio.run(go())
 

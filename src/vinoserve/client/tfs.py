@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -19,7 +17,6 @@ import grpc
 import numpy as np
 
 from vinoserve.errors import VinoserveError
-from vinoserve.protocol.generated.tensorflow.core.framework import tensor_pb2
 from vinoserve.protocol.generated.tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -27,7 +24,35 @@ from vinoserve.protocol.generated.tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
-from vinoserve.protocol.tfs_tensors import array_to_tensor, dtype_name, tensor_to_array
+from vinoserve.protocol.tfs_tensors import array_to_tensor, tensor_to_array
+
+from .tfs_types import (
+    LABELS_FIELD,
+    ClientError,
+    ClientTlsFiles,
+    TensorInfo,
+    TfsModelMetadata,
+    TfsVersionStatus,
+    labels_of,
+    state_name,
+    tensor_infos,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "LABELS_FIELD",
+    "MAX_MESSAGE_BYTES",
+    "SIGNATURE",
+    "SIGNATURE_FIELD",
+    "ClientError",
+    "ClientTlsFiles",
+    "TensorInfo",
+    "TfsClient",
+    "TfsModelMetadata",
+    "TfsVersionStatus",
+    "decode_outputs",
+    "predict_request",
+]
 
 # gRPC keeps message limits in a signed 32-bit int; its 4 MB default is smaller than a batch of
 # 8 images of 3x224x224 float32 (4.8 MB), so the client lifts it as the server does.
@@ -35,100 +60,6 @@ MAX_MESSAGE_BYTES = 2**31 - 1
 DEFAULT_TIMEOUT_S = 10.0
 SIGNATURE = "serving_default"
 SIGNATURE_FIELD = "signature_def"
-# Optional extra entry of GetModelMetadataResponse.metadata: a TensorProto of class names.
-# Servers that do not send it (TF Serving, OVMS) simply leave ``TfsModelMetadata.labels`` empty.
-LABELS_FIELD = "labels"
-
-_State = get_model_status_pb2.ModelVersionStatus.State
-
-
-class ClientError(Exception):
-    """A failed call or a local mistake, printable on one line (``CODE: details``)."""
-
-    def __init__(self, details: str, code: grpc.StatusCode | None = None) -> None:
-        super().__init__(details)
-        self.code = code
-        self.details = details
-
-    def __str__(self) -> str:
-        return f"{self.code.name}: {self.details}" if self.code is not None else self.details
-
-    @classmethod
-    def from_rpc(cls, err: grpc.RpcError) -> ClientError:
-        """Wrap a ``grpc.RpcError`` raised by a stub call."""
-        code = err.code() if isinstance(err, grpc.Call) else None
-        details = (err.details() if isinstance(err, grpc.Call) else None) or str(err)
-        return cls(" ".join(details.split()), code)
-
-
-@dataclass(frozen=True)
-class ClientTlsFiles:
-    """PEM files for a TLS channel; every one is optional.
-
-    ``server_cert`` is the CA (or self-signed certificate) the server's certificate is checked
-    against; without it the system roots are used. ``client_cert`` and ``client_key`` enable
-    mutual TLS and go together.
-    """
-
-    server_cert: Path | None = None
-    client_cert: Path | None = None
-    client_key: Path | None = None
-
-    def credentials(self) -> grpc.ChannelCredentials:
-        """Read the files and build the channel credentials."""
-        if (self.client_cert is None) != (self.client_key is None):
-            raise ClientError("a client certificate and a client key go together: give both or neither")
-        return grpc.ssl_channel_credentials(
-            root_certificates=_read(self.server_cert, "server certificate"),
-            private_key=_read(self.client_key, "client key"),
-            certificate_chain=_read(self.client_cert, "client certificate"),
-        )
-
-
-def _read(path: Path | None, what: str) -> bytes | None:
-    if path is None:
-        return None
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ClientError(f"cannot read the {what} {path}: {exc.strerror or exc}") from exc
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """One input or output of a signature: TF dtype name (``DT_FLOAT``) and shape (-1 = any)."""
-
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class TfsModelMetadata:
-    """The ``serving_default`` signature of a model version, and class names if the server sent them."""
-
-    name: str
-    version: int
-    inputs: dict[str, TensorInfo]
-    outputs: dict[str, TensorInfo]
-    labels: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class TfsVersionStatus:
-    """One entry of GetModelStatus: state name (``AVAILABLE``) and the status it carries."""
-
-    version: int
-    state: str
-    error_code: int
-    error_message: str
-
-
-def _tensor_infos(entries: Mapping[str, Any]) -> dict[str, TensorInfo]:
-    return {
-        key: TensorInfo(info.name or key, dtype_name(info.dtype), tuple(int(d.size) for d in info.tensor_shape.dim))
-        for key, info in sorted(entries.items())
-    }
 
 
 def decode_outputs(response: Any) -> dict[str, np.ndarray]:
@@ -241,9 +172,9 @@ class TfsClient:
         return TfsModelMetadata(
             name=response.model_spec.name or model_name,
             version=int(response.model_spec.version.value),
-            inputs=_tensor_infos(sig.inputs),
-            outputs=_tensor_infos(sig.outputs),
-            labels=_labels(response.metadata),
+            inputs=tensor_infos(sig.inputs),
+            outputs=tensor_infos(sig.outputs),
+            labels=labels_of(response.metadata),
         )
 
     def status(
@@ -256,7 +187,7 @@ class TfsClient:
             request.model_spec.version.value = version
         response = self._call(self._models.GetModelStatus, request, timeout)
         return [
-            TfsVersionStatus(int(s.version), _state_name(s.state), int(s.status.error_code), s.status.error_message)
+            TfsVersionStatus(int(s.version), state_name(s.state), int(s.status.error_code), s.status.error_message)
             for s in response.model_version_status
         ]
 
@@ -294,19 +225,3 @@ class TfsClient:
             if time.monotonic() >= deadline:
                 raise ClientError(f"model {model_name} is not AVAILABLE after {timeout:g} s (last: {last})")
             time.sleep(poll_s)
-
-
-def _state_name(state: int) -> str:
-    try:
-        return str(_State.Name(state))
-    except ValueError:
-        return str(state)
-
-
-def _labels(metadata: Mapping[str, Any]) -> tuple[str, ...]:
-    if LABELS_FIELD not in metadata:
-        return ()
-    proto = tensor_pb2.TensorProto()
-    if not metadata[LABELS_FIELD].Unpack(proto):
-        return ()
-    return tuple(v.decode("utf-8", "replace") for v in proto.string_val)

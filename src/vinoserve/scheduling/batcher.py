@@ -83,6 +83,8 @@ class Batcher:
         self._merging = True  # off once a model's outputs turn out not to split by rows
         self._refused: set[int] = set()  # merged batch sizes the model could not be reshaped to
         self._labels = labels
+        # batching series are per request: kept only with --metrics_enable, decided once here
+        self._counting = metrics.per_request
         self._batch_sizes = metrics.batch_size.labels(*labels)
         self._queue_delay = metrics.batch_queue_delay.labels(*labels)
         self._padding = metrics.batch_padding_rows.labels(*labels)
@@ -152,9 +154,10 @@ class Batcher:
             taken, target = self._target(parts)
             chosen = set(map(id, taken))
             self._queue = deque(p for p in self._queue if id(p) not in chosen)
-            now = time.perf_counter()
-            for p in taken:
-                self._queue_delay.observe(now - p.queued_at)
+            if self._counting:
+                now = time.perf_counter()
+                for p in taken:
+                    self._queue_delay.observe(now - p.queued_at)
             self._running += 1
             task = loop.create_task(self._run_batch(taken, target, inline=False))
             self._tasks.add(task)
@@ -192,11 +195,12 @@ class Batcher:
     async def _run_batch(self, parts: list[_Part], target: int, *, inline: bool) -> None:
         try:
             rows = sum(p.rows for p in parts)
-            self._batch_sizes.observe(rows)
-            if target > rows:
-                self._padding.inc(target - rows)
-            if inline:
-                self._queue_delay.observe(0.0)
+            if self._counting:
+                self._batch_sizes.observe(rows)
+                if target > rows:
+                    self._padding.inc(target - rows)
+                if inline:
+                    self._queue_delay.observe(0.0)
             try:
                 outs = await self._run(self._merge(parts, target))
             except VinoserveError as exc:

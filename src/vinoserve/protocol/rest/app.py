@@ -22,6 +22,7 @@ from vinoserve.drain import Drain
 from vinoserve.errors import StatusCode, VinoserveError
 from vinoserve.protocol.rest import kserve, tfs
 from vinoserve.protocol.rest.errors import error_response, internal_error, json_error
+from vinoserve.protocol.rest.tls_site import TlsSite
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +115,10 @@ def build_app(dataplane: DataPlane, max_request_bytes: int, metrics_enable: bool
 class RestServer:
     """The running HTTP server (from :func:`start_rest_server`); ``port`` is the bound port."""
 
-    def __init__(self, runner: web.AppRunner, port: int) -> None:
+    def __init__(self, runner: web.AppRunner, port: int, tls: TlsSite | None = None) -> None:
         self.port = port
         self._runner = runner
+        self._tls = tls
         # transport -> its socket; the socket's fileno() turns -1 once the connection is closed
         self._connections: dict[asyncio.Transport, Any] = {}
 
@@ -145,9 +147,13 @@ class RestServer:
         until the client answers, which an idle pooled client connection (``requests``/urllib3)
         never does; asyncio would wait 30 s, past the return of ``stop`` and past the end of an
         event loop closed after it, leaking the socket. Whatever is still open then is aborted.
+        Connections still in their TLS handshake are aborted first: they have no request to finish.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _CLOSE_CONNECTIONS_S
+        stalled = self._tls.abort_handshakes() if self._tls is not None else 0
+        if stalled:
+            log.info("Closed %d HTTPS connections that had not completed their TLS handshake", stalled)
         self._remember_connections()
         await self._runner.cleanup()
         while self._open() and loop.time() < deadline:
@@ -179,7 +185,9 @@ async def start_rest_server(
     # The drain (Server.stop) bounds in-flight requests; the runner's own timeout only covers closing.
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=_CLOSE_CONNECTIONS_S)
     await runner.setup()
-    site = web.TCPSite(runner, address, port, reuse_port=False, ssl_context=ssl_context)
+    # HTTPS through TlsSite: a bounded TLS handshake, and connections in it closed by close()
+    tls = TlsSite(runner, address, port, ssl_context) if ssl_context is not None else None
+    site = tls or web.TCPSite(runner, address, port, reuse_port=False)
     try:
         await site.start()
     except OSError:
@@ -190,4 +198,4 @@ async def start_rest_server(
         if isinstance(addr, tuple) and len(addr) >= 2:
             bound = int(addr[1])
             break
-    return RestServer(runner, bound)
+    return RestServer(runner, bound, tls)

@@ -19,7 +19,7 @@ Inputs are handed on as views of the mapping, which OpenVINO reads in place (zer
 layout allows (contiguous, aligned to the element size). The mapping lives as long as any view of
 it: the lease keeps the region registered-or-not until the request ends, and the runtime keeps the
 views it reads until the inference ends, even when the request was cancelled meanwhile
-(:class:`vinoserve.runtime.openvino.InferSlot`). Python's mmap refuses to unmap while a view
+(:class:`vinoserve.runtime.infer_slot.InferSlot`). Python's mmap refuses to unmap while a view
 exists, and unmaps when the last one goes.
 """
 

@@ -9,7 +9,12 @@ translated; clients get the first line that says something, with paths reduced t
 
 from __future__ import annotations
 
+import logging
 import re
+
+from ..errors import StatusCode, VinoserveError
+
+log = logging.getLogger(__name__)
 
 MAX_LEN = 300
 # Lines that only locate the failure in OpenVINO's sources or repeat its inputs.
@@ -39,3 +44,9 @@ def client_text(error: BaseException | str, fallback: str) -> str:
         if cleaned:
             return cleaned[:MAX_LEN]
     return fallback
+
+
+def translate(exc: Exception, code: StatusCode, what: str, fallback: str) -> VinoserveError:
+    """Log OpenVINO's full text; the error for the client says ``what``: its first clean line."""
+    log.warning("%s: %s", what, str(exc).strip())
+    return VinoserveError(code, f"{what}: {client_text(exc, fallback)}")

@@ -6,10 +6,7 @@ only once the runtime is done with it, whatever happened to the caller: a caller
 inference runs (a client's deadline) leaves the slot to come back when that inference completes, so
 the next caller never gets a request the device still works on.
 
-Waiting inferences are served in arrival order. A slot that comes free starts the oldest one at once,
-from the completion callback, before any caller's task runs: the device is not left idle while the
-event loop gets round to the waiting caller (with as many infer requests as streams, that gap was a
-few per cent of a busy device's time).
+Waiters are served in arrival order, and a freed slot goes straight to the oldest waiter.
 
 *Inline or handed off.* Handing an inference to the runtime's threads and back to the event loop
 costs two thread hops, 0.2–0.35 ms here: more than a small model takes to run. The pool times the
@@ -61,26 +58,13 @@ class Slot(Protocol[In_contra, Out_co]):
         """How long the device took on the last inference started with :meth:`start` (None: unknown)."""
 
 
-class _Job(Generic[In, Out]):
-    """One inference handed off: its inputs, when it was asked for and started, and its caller's future."""
-
-    __slots__ = ("inputs", "size", "future", "queued_at", "started_at")
-
-    def __init__(self, inputs: In, size: int, future: asyncio.Future[tuple[Out, float, float]]) -> None:
-        self.inputs = inputs
-        self.size = size
-        self.future = future
-        self.queued_at = time.perf_counter()
-        self.started_at = 0.0
-
-
 class RequestPool(Generic[In, Out]):
-    """A fixed set of slots; :meth:`run` runs one inference on a free one (see the module's docstring)."""
+    """A fixed set of slots; :meth:`run` waits for a free one, runs on it and gives it back."""
 
     def __init__(self, slots: Iterable[Slot[In, Out]]) -> None:
         self._idle: list[Slot[In, Out]] = list(slots)
         self.size = len(self._idle)
-        self._waiting: deque[_Job[In, Out]] = deque()
+        self._waiters: deque[asyncio.Future[Slot[In, Out]]] = deque()
         self._per_byte = 0.0  # seconds per input byte, moving average
         self._timed = 0
 
@@ -117,57 +101,46 @@ class RequestPool(Generic[In, Out]):
             took = time.perf_counter() - t
             self._learn(took, size)
             return out, 0.0, took
-        job: _Job[In, Out] = _Job(inputs, size, asyncio.get_running_loop().create_future())
-        if self._idle:
-            self._start(self._idle.pop(), job)
-        else:
-            self._waiting.append(job)
+        t0 = time.perf_counter()
+        slot = self._idle.pop() if self._idle else await self._wait()
+        t1 = time.perf_counter()
         try:
-            return await job.future
+            done = slot.start(inputs)
+        except BaseException:
+            self._put_back(slot)  # nothing started: the slot is free at once
+            raise
+        try:
+            # shield: cancelling the caller must not cancel ``done``, which only the device completes
+            await asyncio.shield(done)
+        except BaseException:
+            # the caller was cancelled while the inference runs: the slot comes back when it ends
+            done.add_done_callback(lambda _: self._put_back(slot))
+            raise
+        t2 = time.perf_counter()
+        try:
+            return slot.result(), t1 - t0, t2 - t1
+        finally:
+            seconds = slot.device_seconds
+            if seconds is not None:
+                self._learn(seconds, size)
+            self._put_back(slot)
+
+    async def _wait(self) -> Slot[In, Out]:
+        fut: asyncio.Future[Slot[In, Out]] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            return await fut
         except asyncio.CancelledError:
-            # not started yet: it leaves the queue; started: its slot comes back when it ends (_finish)
-            if job in self._waiting:
-                self._waiting.remove(job)
-            elif job.future.done() and not job.future.cancelled():
-                job.future.exception()  # answered just as the caller went away: mark it read
+            if fut.done() and not fut.cancelled():
+                self._put_back(fut.result())  # handed a slot just as the caller went away
+            elif fut in self._waiters:  # a freed slot may have passed over it already
+                self._waiters.remove(fut)
             raise
 
-    def _start(self, slot: Slot[In, Out], job: _Job[In, Out]) -> None:
-        """Start ``job`` on ``slot``; when the device is done, :meth:`_finish` runs in the loop."""
-        job.started_at = time.perf_counter()
-        try:
-            done = slot.start(job.inputs)
-        except Exception as exc:
-            job.future.set_exception(exc)
-            self._put_back(slot)  # nothing started: the slot is free at once
-            return
-        done.add_done_callback(lambda _: self._finish(slot, job))
-
-    def _finish(self, slot: Slot[In, Out], job: _Job[In, Out]) -> None:
-        """The inference of ``job`` ended: read its result off the slot, start the next job on that
-        slot at once (the device does not wait for the caller's task to run), then answer the caller."""
-        took = time.perf_counter() - job.started_at
-        error: Exception | None = None
-        try:
-            out = slot.result()
-        except Exception as exc:
-            error = exc
-        seconds = slot.device_seconds
-        if seconds is not None:
-            self._learn(seconds, job.size)
-        self._put_back(slot)
-        if job.future.done():  # the caller went away (a client's deadline): nobody reads this one
-            return
-        if error is not None:
-            job.future.set_exception(error)
-        else:
-            job.future.set_result((out, job.started_at - job.queued_at, took))
-
     def _put_back(self, slot: Slot[In, Out]) -> None:
-        """A free slot goes to the oldest waiting job, started at once, or back to the idle ones."""
-        while self._waiting:
-            job = self._waiting.popleft()
-            if not job.future.done():
-                self._start(slot, job)
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(slot)
                 return
         self._idle.append(slot)

@@ -140,14 +140,17 @@ def write_slow(base: Path, version: int = 1, **kw: int) -> Path:
     return _save(slow_model(**kw), base, version)
 
 
-def write_slow_affine(base: Path, version: int = 1, rows_per_item: int = 32, size: int = 1024, depth: int = 32) -> Path:
-    """y = b * 2 + 1 (input ``b`` [-1,10]) plus output ``work``: a chain of ``depth`` MatMuls.
+def write_slow_affine(
+    base: Path, version: int = 1, rows_per_item: int = 32, size: int = 1024, depth: int = 32, width: int = 10
+) -> Path:
+    """y = b * 2 + 1 (input ``b`` [-1,width]) plus output ``work``: a chain of ``depth`` MatMuls.
 
     The chain runs on ``batch * rows_per_item`` rows of ``size`` columns, so the time an inference
-    takes grows with the batch (a batch of 16 takes a fraction of a second on one core).
+    takes grows with the batch (a batch of 16 takes a fraction of a second on one core), not with
+    ``width``.
     """
     rng = np.random.default_rng(0)
-    x = ops.parameter([-1, 10], ov.Type.f32, name="b")
+    x = ops.parameter([-1, width], ov.Type.f32, name="b")
     x.output(0).get_tensor().set_names({"b"})
     y = ops.add(ops.multiply(x, ops.constant(np.float32(2))), ops.constant(np.float32(1)))
     s = ops.reduce_sum(x, ops.constant(np.array([1], dtype=np.int64)), keep_dims=True)  # [B,1]

@@ -426,3 +426,19 @@ def test_default_ladder() -> None:
     assert default_ladder(8, 4) == {8, 4, 2, 1}
     assert default_ladder(6, 8) == {6, 3, 2, 1}
     assert default_ladder(1, 4) == {1}
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_requests_left_by_an_exact_landing_run_when_nothing_else_arrives(concurrency: int) -> None:
+    """With a queue delay, 3 rows waiting land as 2 then 1: the one left behind runs at once after
+    (its own wait is over), on the free infer request or when the batch ends; none is stranded."""
+
+    async def go() -> None:
+        model = Model()
+        b, _ = make(model, concurrency=concurrency, sizes=frozenset({1, 2, 4, 8}), max_queue_delay_ms=20)
+        outs = await asyncio.wait_for(asyncio.gather(*(b.submit({"x": rows(i, 1)}) for i in range(3))), WAIT)
+        assert sorted(model.rows()) == [1, 2] and b.queued == 0
+        for i, out in enumerate(outs):
+            np.testing.assert_array_equal(out["y"], rows(i, 1) * 2 + 1)
+
+    asyncio.run(go())

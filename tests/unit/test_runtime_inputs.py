@@ -11,7 +11,7 @@ import numpy as np
 
 from vinoserve.runtime.openvino import Runtime
 
-from ..helpers.models import write_slow
+from ..helpers.models import write_affine, write_slow
 
 
 def test_an_array_read_in_place_lives_until_the_inference_ends(tmp_path: Path) -> None:
@@ -70,3 +70,24 @@ def test_cpu_pinning_is_off_unless_the_plugin_config_turns_it_on(tmp_path: Path)
     asked = source.compile(None, "CPU", {"ENABLE_CPU_PINNING": "YES"}, 1).compiled
     assert default.get_property("ENABLE_CPU_PINNING") is False
     assert asked.get_property("ENABLE_CPU_PINNING") is True
+
+
+def test_each_inference_reads_the_input_it_was_given_whichever_tensor_holds_it(tmp_path: Path) -> None:
+    """One input bound in turn to the request's own tensor (small or read-only arrays, copied), to a
+    caller's array (read in place), and to a new own tensor when the shape changes: the own tensor
+    is set only when it is not the one bound, and every inference, started or inline, reads its input."""
+    source = Runtime().read(write_affine(tmp_path / "m", shape=[-1, -1]) / "1" / "model.xml")
+    slot = source.compile(None, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}, 1).slots[0]
+    small, large = (1, 4), (2, 8192)  # 16 B copied; 64 KiB read in place
+    shapes = [small, large, small, (1, 8), small, large, large, small]
+    arrays = [np.full(s, i + 1, dtype=np.float32) for i, s in enumerate(shapes)]
+    arrays.append(np.frombuffer(np.full(small, 50, np.float32).tobytes(), np.float32).reshape(small))  # read-only
+    arrays.append(np.full(small, 60, dtype=np.float32))
+
+    async def started(x: np.ndarray) -> np.ndarray:
+        await slot.start({"b": x})
+        return slot.result()["y"]
+
+    for x in arrays:
+        np.testing.assert_array_equal(asyncio.run(started(x)), x * 2 + 1)
+        np.testing.assert_array_equal(slot.run({"b": x})["y"], x * 2 + 1)

@@ -3,5 +3,6 @@
 ``server`` starts the real server in-process; ``models`` builds small models; ``clients`` holds the
 request builders and error catchers; ``management`` the model-version helpers; ``demo`` prepares the
 demo; ``example_client`` and ``tls`` serve the example client's tests; ``shutdown`` runs the server
-as a process for the graceful-shutdown tests.
+as a process for the graceful-shutdown tests; ``batcher`` holds the fake model of the batcher's unit
+tests.
 """

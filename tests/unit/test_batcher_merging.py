@@ -1,91 +1,17 @@
-"""The request batcher on its own: merging, landing sizes, splitting back, failures, cancellation, limits."""
+"""The request batcher on its own when all goes well: merging queued requests, landing on allowed
+sizes with as little padding as possible, splitting results back, batch indexes, the queue delay and
+the batching metrics."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from vinoserve.config.settings import DynamicBatching
-from vinoserve.errors import StatusCode, VinoserveError
-from vinoserve.metrics import Metrics
-from vinoserve.scheduling.batcher import Batcher
-from vinoserve.scheduling.rows import Arrays, default_ladder
+from vinoserve.scheduling.rows import default_ladder
 
-WAIT = 10  # seconds: generous, nothing here waits on anything slow
-
-
-class Model:
-    """y = x * 2 + 1 on rows along ``x``'s batch index (outputs batch first); each run waits for the
-    test's ``release`` while ``gated``, and fails when ``fail`` says so."""
-
-    def __init__(self, batch_index: int = 0) -> None:
-        self.bi = batch_index
-        self.batches: list[Arrays] = []
-        self.gated = False
-        self.gates: list[asyncio.Future[None]] = []
-        self.fail: Callable[[Arrays], bool] = lambda _: False
-        self.reduce = False
-        self.failure = StatusCode.INTERNAL
-
-    async def run(self, inputs: Arrays) -> Arrays:
-        self.batches.append(inputs)
-        if self.gated:
-            gate = asyncio.get_running_loop().create_future()
-            self.gates.append(gate)
-            await gate
-        if self.fail(inputs):
-            raise VinoserveError(self.failure, "inference error")
-        y = np.moveaxis(inputs["x"], self.bi, 0) * 2 + 1
-        return {"y": y.sum(axis=0, keepdims=True) if self.reduce and len(y) > 1 else y}
-
-    def release(self) -> None:
-        gate = self.gates.pop(0)
-        gate.set_result(None)
-
-    def rows(self) -> list[int]:
-        return [b["x"].shape[self.bi] for b in self.batches]
-
-
-def make(
-    model: Model,
-    *,
-    concurrency: int = 1,
-    sizes: frozenset[int] | None = None,
-    split: int | None = None,
-    per_request: bool = True,
-    **config: object,
-) -> tuple[Batcher, Metrics]:
-    metrics = Metrics(per_request=per_request)
-    b = Batcher(
-        "m",
-        DynamicBatching(**config),  # type: ignore[arg-type]
-        {"x": model.bi},
-        model.run,
-        sizes=lambda _: sizes,
-        concurrency=lambda: concurrency,
-        metrics=metrics,
-        labels=("m", "1"),
-        split=split,
-    )
-    return b, metrics
-
-
-def rows(first: int, n: int, width: int = 3) -> np.ndarray:
-    """n distinct rows: row i holds first+i everywhere."""
-    return np.repeat(np.arange(first, first + n, dtype=np.float32)[:, None], width, axis=1)
-
-
-async def settle() -> None:
-    for _ in range(10):
-        await asyncio.sleep(0)
-
-
-def sample(metrics: Metrics, name: str) -> float:
-    value = metrics.registry.get_sample_value(name, {"name": "m", "version": "1"})
-    return 0.0 if value is None else value
+from ..helpers.batcher import WAIT, Model, make, rows, sample, settle
 
 
 def test_lone_request_runs_at_once_unchanged() -> None:
@@ -164,80 +90,6 @@ def test_different_shapes_or_dtypes_are_never_merged() -> None:
         outs = await asyncio.wait_for(asyncio.gather(first, *tasks), WAIT)
         for o, out in zip([{"x": rows(0, 1)}, *others], outs, strict=True):
             np.testing.assert_array_equal(out["y"], o["x"] * 2 + 1)
-
-    asyncio.run(go())
-
-
-def test_a_failing_inference_fails_exactly_its_requests() -> None:
-    async def go() -> None:
-        model = Model()
-        model.gated = True
-        model.fail = lambda a: a["x"].shape[1] == 4
-        b, _ = make(model, max_batch_size=8)
-        first = asyncio.create_task(b.submit({"x": rows(0, 1)}))
-        bad = [asyncio.create_task(b.submit({"x": rows(i, 1, width=4)})) for i in range(2)]
-        good = asyncio.create_task(b.submit({"x": rows(7, 2)}))
-        await settle()
-        for _ in range(3):
-            model.release()
-            await settle()
-        np.testing.assert_array_equal((await first)["y"], rows(0, 1) * 2 + 1)
-        np.testing.assert_array_equal((await good)["y"], rows(7, 2) * 2 + 1)
-        for t in bad:
-            with pytest.raises(VinoserveError) as err:
-                await t
-            assert err.value.code == StatusCode.INTERNAL
-        assert model.rows() == [1, 2, 2]
-
-    asyncio.run(go())
-
-
-def test_a_cancelled_request_leaves_the_queue_or_its_rows_are_dropped() -> None:
-    async def go() -> None:
-        model = Model()
-        model.gated = True
-        b, _ = make(model, max_batch_size=8)
-        first = asyncio.create_task(b.submit({"x": rows(0, 1)}))
-        gone = asyncio.create_task(b.submit({"x": rows(1, 1)}))
-        kept = asyncio.create_task(b.submit({"x": rows(2, 1)}))
-        await settle()
-        gone.cancel()
-        await settle()
-        assert b.queued == 1
-        model.release()
-        await settle()
-        assert model.rows() == [1, 1]  # the cancelled one never ran
-        late = asyncio.create_task(b.submit({"x": rows(3, 1)}))
-        also = asyncio.create_task(b.submit({"x": rows(4, 1)}))
-        model.release()
-        await settle()
-        assert model.rows() == [1, 1, 2]
-        late.cancel()  # its batch is running: its rows are dropped, the other gets its own
-        await settle()
-        model.release()
-        np.testing.assert_array_equal((await asyncio.wait_for(also, WAIT))["y"], rows(4, 1) * 2 + 1)
-        np.testing.assert_array_equal((await first)["y"], rows(0, 1) * 2 + 1)
-        np.testing.assert_array_equal((await kept)["y"], rows(2, 1) * 2 + 1)
-        assert gone.cancelled() and late.cancelled()
-
-    asyncio.run(go())
-
-
-def test_a_full_queue_refuses_with_the_spec_text() -> None:
-    async def go() -> None:
-        model = Model()
-        model.gated = True
-        b, _ = make(model, max_queue_size=2)
-        tasks = [asyncio.create_task(b.submit({"x": rows(i, 1)})) for i in range(3)]
-        await settle()
-        with pytest.raises(VinoserveError) as err:
-            await b.submit({"x": rows(9, 1)})
-        assert err.value.code == StatusCode.BATCH_QUEUE_FULL
-        assert err.value.text == "Server overloaded - batching queue of model m is full (2)"
-        model.release()
-        await settle()
-        model.release()
-        await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
 
     asyncio.run(go())
 
@@ -378,45 +230,6 @@ def test_queue_delay_waits_for_more_requests_when_idle() -> None:
         b2, _ = make(model, concurrency=4, max_queue_delay_ms=60_000, max_batch_size=2)
         await asyncio.wait_for(asyncio.gather(*(b2.submit({"x": rows(i, 1)}) for i in range(2))), WAIT)
         assert model.rows() == [3, 2]
-
-    asyncio.run(go())
-
-
-def test_outputs_without_a_row_per_request_fall_back_to_running_each_alone() -> None:
-    async def go() -> None:
-        model = Model()
-        model.gated = True
-        b, _ = make(model, max_batch_size=8)
-        model.reduce = True  # an output that sums over the batch
-        tasks = [asyncio.create_task(b.submit({"x": rows(i, 1)})) for i in range(3)]
-        await settle()
-        for _ in range(4):
-            model.release()
-            await settle()
-        outs = await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
-        for i, out in enumerate(outs):
-            np.testing.assert_array_equal(out["y"], rows(i, 1) * 2 + 1)
-        assert model.rows() == [1, 2, 1, 1]
-
-    asyncio.run(go())
-
-
-def test_a_size_the_model_cannot_take_is_dropped_and_its_requests_run_alone() -> None:
-    async def go() -> None:
-        model = Model()
-        model.gated = True
-        model.fail = lambda a: a["x"].shape[0] > 1
-        model.failure = StatusCode.RESHAPE_ERROR
-        b, _ = make(model, sizes=frozenset({1, 4}), max_batch_size=8)
-        tasks = [asyncio.create_task(b.submit({"x": rows(i, 1)})) for i in range(6)]
-        await settle()
-        for _ in range(7):
-            model.release()
-            await settle()
-        outs = await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
-        for i, out in enumerate(outs):
-            np.testing.assert_array_equal(out["y"], rows(i, 1) * 2 + 1)
-        assert model.rows() == [1, 4, 1, 1, 1, 1, 1]  # 4 failed to reshape: never tried again
 
     asyncio.run(go())
 

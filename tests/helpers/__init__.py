@@ -6,5 +6,5 @@ demo; ``example_client`` and ``tls`` serve the example client's tests; ``shutdow
 as a process for the graceful-shutdown tests; ``batcher`` holds the fake model of the batcher's unit
 tests, ``batching`` the clients and servers of the batching tests on real servers; ``shm`` the
 shared-memory regions and tensors of the system shared memory tests; ``tfs_rest`` the TF Serving
-REST predict call.
+REST predict call; ``kserve`` the tritonclient infer call of the KServe v2 tests.
 """

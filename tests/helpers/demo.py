@@ -9,7 +9,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PREPARE = ROOT / "examples" / "prepare_demo.py"
-# Printed by the script when pip cannot reach the registry; kept in sync with NETWORK_FAILURE there.
+# Printed by the script when pip cannot reach the registry; kept in sync with NETWORK_FAILURE in
+# examples/demo_model.py.
 NETWORK_FAILURE = "package registry unreachable"
 CLASS_NAMES = ["0_degrees", "90_degrees", "180_degrees", "270_degrees"]
 

@@ -82,6 +82,7 @@ def _batching(
     label: str,
     model_dir: Path,
     model: str,
+    input_name: str,
     batches: dict[int, np.ndarray],
     args: argparse.Namespace,
     nireq: int,
@@ -92,8 +93,7 @@ def _batching(
     """The batching section on one model: raw OpenVINO and the server's batch-8 clients (unless the
     batch8 section measured them already), then ``batching.run``. ``batches``: a batch of 1 and of 8."""
     xml = next((model_dir / "1").glob("*.xml"))
-    name = next(iter(_inputs(xml)))
-    reqs = {b: request(model, name, a) for b, a in batches.items()}
+    reqs = {b: request(model, input_name, a) for b, a in batches.items()}
     seconds = args.batching_seconds
 
     def server(path: Path, extra: list[str]) -> ServerProcess:
@@ -123,12 +123,6 @@ def _batching(
         opts=OPTS,
         server_b8_ips=srv8 * 8,
     )
-
-
-def _inputs(xml: Path) -> list[str]:
-    import openvino as ov
-
-    return [p.get_any_name() for p in ov.Core().read_model(str(xml)).inputs]
 
 
 def main() -> int:
@@ -193,6 +187,7 @@ def main() -> int:
             "demo CNN",
             model_dir,
             "resnet",
+            "image",
             batches,
             args,
             nireq,
@@ -205,7 +200,7 @@ def main() -> int:
         rows = {b: rng.random((b, batching.MLP_WIDTH), dtype=np.float32) for b in (1, 8)}
         mlp_nireq = batch8.optimal_nireq(mlp_dir / "1" / "model.xml", rows[8].shape)
         res["batching_mlp"] = _batching(
-            "weight-bound MLP", mlp_dir, "mlp", rows, args, mlp_nireq, None, None, clients=(1, 16, 64)
+            "weight-bound MLP", mlp_dir, "mlp", "x", rows, args, mlp_nireq, None, None, clients=(1, 16, 64)
         )
     res["seconds_taken"] = time.perf_counter() - started
     (OUT / "results.json").write_text(json.dumps(res, indent=2))
